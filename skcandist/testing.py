@@ -1,0 +1,287 @@
+"""A local OpenAI-compatible endpoint for tests, docs and benchmarks.
+
+:class:`FakeLLMServer` is a real HTTP server on 127.0.0.1 that speaks the parts of
+the OpenAI REST API that skcandist uses (``POST /v1/chat/completions`` and
+``POST /v1/completions``). It answers from a function you provide, counts and
+records every request, and can inject faults (delays, 429 with ``Retry-After``,
+500, malformed bodies, dropped connections), so that the real ``openai`` client
+is exercised end to end without any network beyond the loopback interface.
+
+Examples
+--------
+>>> from openai import OpenAI
+>>> with FakeLLMServer(lambda request: '["spam"]') as server:
+...     client = OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+...     answer = client.chat.completions.create(
+...         model="m", messages=[{"role": "user", "content": "hi"}])
+...     print(answer.choices[0].message.content, server.n_requests)
+["spam"] 1
+"""
+
+import collections
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+__all__ = ["FakeLLMServer", "Fault"]
+
+Fault = collections.namedtuple("Fault", ["kind", "seconds", "retry_after"])
+Fault.__doc__ = """One injected fault.
+
+kind : {"delay", "429", "500", "malformed", "drop", "empty"}
+seconds : float, the sleep before answering ("delay") or before failing.
+retry_after : float or None, the Retry-After header of a 429.
+"""
+
+_FAULT_KINDS = {"delay", "429", "500", "malformed", "drop", "empty"}
+
+
+def _count_tokens(text):
+    return max(1, len(str(text).split()))
+
+
+class FakeLLMServer:
+    """An OpenAI-compatible HTTP endpoint on 127.0.0.1, answering from a function.
+
+    Parameters
+    ----------
+    respond : callable, default=None
+        Called as ``respond(request)`` with the decoded JSON body (plus the key
+        ``"_endpoint"``: ``"chat"`` or ``"completions"``). It returns either the
+        answer text, or a dict with ``"content"`` and optionally
+        ``"top_logprobs"`` (a dict token -> log-probability for the first
+        generated token) and ``"usage"``. None answers ``"[]"``.
+    latency : float, default=0.0
+        Seconds every request waits before it is answered.
+    host : str, default="127.0.0.1"
+        Only loopback addresses are allowed.
+    port : int, default=0
+        0 picks a free port.
+
+    Attributes
+    ----------
+    requests : list of dict
+        Every request body received, in arrival order.
+    """
+
+    def __init__(self, respond=None, *, latency=0.0, host="127.0.0.1", port=0):
+        if not host.startswith("127.") and host not in ("localhost", "::1"):
+            raise ValueError(f"FakeLLMServer serves on loopback only, not {host!r}.")
+        self.respond = respond
+        self.latency = latency
+        self.host = host
+        self.port = port
+        self.requests = []
+        self._faults = collections.deque()
+        self._lock = threading.Lock()
+        self._httpd = None
+        self._thread = None
+
+    # -- life cycle --------------------------------------------------------
+    def start(self):
+        """Start serving in a background thread; returns self."""
+        handler = _make_handler(self)
+        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop serving and free the port."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._thread.join(timeout=5)
+            self._httpd = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def base_url(self):
+        """The ``base_url`` to give the openai client, ending in ``/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def n_requests(self):
+        """Number of requests received so far (faulty ones included)."""
+        with self._lock:
+            return len(self.requests)
+
+    # -- faults ------------------------------------------------------------
+    def inject(self, kind, count=1, *, seconds=0.0, retry_after=None):
+        """Make the next ``count`` requests fail (or wait) in the given way.
+
+        Parameters
+        ----------
+        kind : {"delay", "429", "500", "malformed", "drop", "empty"}
+            ``delay`` answers normally after ``seconds``; ``429`` answers Too Many
+            Requests with a ``Retry-After`` header when ``retry_after`` is set;
+            ``500`` an internal error; ``malformed`` a 200 whose body is not JSON;
+            ``drop`` closes the connection without answering; ``empty`` a 200
+            whose answer has no choices.
+        count : int, default=1
+        seconds : float, default=0.0
+        retry_after : float, default=None
+        """
+        if kind not in _FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; use one of {_FAULT_KINDS}.")
+        with self._lock:
+            for _ in range(count):
+                self._faults.append(Fault(kind, seconds, retry_after))
+
+    def clear_faults(self):
+        """Forget the faults not yet served."""
+        with self._lock:
+            self._faults.clear()
+
+    def _next_fault(self):
+        with self._lock:
+            return self._faults.popleft() if self._faults else None
+
+    def _record(self, body):
+        with self._lock:
+            self.requests.append(body)
+
+    # -- answers -------------------------------------------------------------
+    def _answer(self, body, endpoint):
+        body = dict(body, _endpoint=endpoint)
+        result = "[]" if self.respond is None else self.respond(body)
+        if isinstance(result, str):
+            result = {"content": result}
+        content = result.get("content", "")
+        top = result.get("top_logprobs")
+        if endpoint == "chat":
+            prompt = " ".join(
+                str(m.get("content", "")) for m in body.get("messages", [])
+            )
+        else:
+            prompt = body.get("prompt", "")
+        usage = result.get("usage") or {
+            "prompt_tokens": _count_tokens(prompt),
+            "completion_tokens": _count_tokens(content),
+        }
+        usage = dict(usage)
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        model = body.get("model", "fake")
+        if endpoint == "chat":
+            logprobs = None
+            if top is not None:
+                first = max(top, key=top.get) if top else content
+                logprobs = {
+                    "content": [
+                        {
+                            "token": first,
+                            "logprob": top.get(first, 0.0),
+                            "bytes": None,
+                            "top_logprobs": [
+                                {"token": t, "logprob": lp, "bytes": None}
+                                for t, lp in sorted(top.items(), key=lambda kv: -kv[1])
+                            ],
+                        }
+                    ]
+                }
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+                "logprobs": logprobs,
+            }
+            kind = "chat.completion"
+        else:
+            logprobs = None
+            if top is not None:
+                first = max(top, key=top.get) if top else content
+                logprobs = {
+                    "tokens": [first],
+                    "token_logprobs": [top.get(first, 0.0)],
+                    "top_logprobs": [dict(top)],
+                    "text_offset": [0],
+                }
+            choice = {
+                "index": 0,
+                "text": content,
+                "finish_reason": "stop",
+                "logprobs": logprobs,
+            }
+            kind = "text_completion"
+        return {
+            "id": f"fake-{self.n_requests}",
+            "object": kind,
+            "created": int(time.time()),
+            "model": model,
+            "choices": [choice],
+            "usage": usage,
+        }
+
+
+def _make_handler(server):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def _send(self, status, payload, headers=None):
+            data = (
+                payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            )
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client gave up (e.g. its timeout fired); nothing to answer.
+                self.close_connection = True
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                self._send(400, {"error": {"message": "request body is not JSON"}})
+                return
+            if self.path.endswith("/chat/completions"):
+                endpoint = "chat"
+            elif self.path.endswith("/completions"):
+                endpoint = "completions"
+            else:
+                self._send(404, {"error": {"message": f"no route {self.path}"}})
+                return
+            server._record(body)
+            fault = server._next_fault()
+            wait = server.latency + (fault.seconds if fault else 0.0)
+            if wait:
+                time.sleep(wait)
+            if fault is None or fault.kind == "delay":
+                self._send(200, server._answer(body, endpoint))
+            elif fault.kind == "429":
+                headers = {}
+                if fault.retry_after is not None:
+                    headers["Retry-After"] = str(fault.retry_after)
+                err = {"error": {"message": "rate limited", "type": "rate_limit"}}
+                self._send(429, err, headers)
+            elif fault.kind == "500":
+                self._send(500, {"error": {"message": "internal error"}})
+            elif fault.kind == "malformed":
+                self._send(200, b"{not json at all")
+            elif fault.kind == "empty":
+                answer = server._answer(body, endpoint)
+                answer["choices"] = []
+                self._send(200, answer)
+            elif fault.kind == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+
+    return Handler
