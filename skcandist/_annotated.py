@@ -14,17 +14,25 @@ class AnnotatedTexts:
     sequence of texts (``len``, indexing, iteration), so that scikit-learn's
     splitters and any text-consuming step can use it directly.
 
+    The candidates may be *deferred*: given ``annotate`` instead of
+    ``candidates``, they are computed by ``annotate(texts)`` on first access of
+    :attr:`candidates` (or :attr:`single`). This is how a fitted Pipeline predicts
+    on new texts without sending a single request to the LLM: the student only
+    reads :attr:`texts`.
+
     Parameters
     ----------
     texts : sequence of str
         The annotated texts.
-    candidates : scipy.sparse matrix of shape (n_texts, n_classes)
+    candidates : scipy.sparse matrix of shape (n_texts, n_classes), default=None
         0/1 candidate matrix; column j stands for ``classes[j]``.
     classes : array-like of shape (n_classes,)
         The label names of the columns.
     single : ndarray of shape (n_texts,), default=None
         The teacher's single (top) label index per text, -1 where it has none.
-        Used by ``loss="ce"``.
+    annotate : callable, default=None
+        ``annotate(texts) -> (candidates, single)``, called once on first access
+        when ``candidates`` is None.
 
     Examples
     --------
@@ -36,13 +44,44 @@ class AnnotatedTexts:
     [[1, 1]]
     """
 
-    def __init__(self, texts, candidates, classes, single=None):
+    def __init__(
+        self, texts, candidates=None, classes=None, single=None, annotate=None
+    ):
+        if candidates is None and annotate is None:
+            raise ValueError("give either candidates or annotate.")
+        self.texts = np.asarray(list(texts), dtype=object)
+        self.classes = np.asarray(classes)
+        self._annotate = annotate
+        self._candidates = None
+        self._single = None if single is None else np.asarray(single, dtype=int)
+        if candidates is not None:
+            self._set(candidates, single)
+
+    def _set(self, candidates, single):
         import scipy.sparse as sp
 
-        self.texts = np.asarray(list(texts), dtype=object)
-        self.candidates = sp.csr_matrix(candidates)
-        self.classes = np.asarray(classes)
-        self.single = None if single is None else np.asarray(single, dtype=int)
+        self._candidates = sp.csr_matrix(candidates)
+        self._single = None if single is None else np.asarray(single, dtype=int)
+        self._annotate = None
+
+    @property
+    def is_annotated(self):
+        """Whether the candidate sets are computed already."""
+        return self._candidates is not None
+
+    @property
+    def candidates(self):
+        """The sparse 0/1 candidate matrix (computed on first access if deferred)."""
+        if self._candidates is None:
+            self._set(*self._annotate(list(self.texts)))
+        return self._candidates
+
+    @property
+    def single(self):
+        """The teacher's top label index per text (-1: none), or None if unknown."""
+        if self._candidates is None:
+            self.candidates  # noqa: B018 - computes both
+        return self._single
 
     def __len__(self):
         return len(self.texts)
@@ -62,15 +101,25 @@ class AnnotatedTexts:
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
+        if not self.is_annotated:
+            return AnnotatedTexts(
+                self.texts[index], classes=self.classes, annotate=self._annotate
+            )
         return AnnotatedTexts(
             self.texts[index],
-            self.candidates[index],
+            self._candidates[index],
             self.classes,
-            None if self.single is None else self.single[index],
+            None if self._single is None else self._single[index],
         )
 
     def __repr__(self):
+        if not self.is_annotated:
+            return (
+                f"AnnotatedTexts(n_texts={len(self)}, n_classes={len(self.classes)}, "
+                "deferred)"
+            )
+        size = self._candidates.sum() / max(len(self), 1)
         return (
             f"AnnotatedTexts(n_texts={len(self)}, n_classes={len(self.classes)}, "
-            f"mean_set_size={self.candidates.sum() / max(len(self), 1):.2f})"
+            f"mean_set_size={size:.2f})"
         )
