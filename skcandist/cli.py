@@ -1,0 +1,404 @@
+"""The ``skcandist`` command line.
+
+Three commands:
+
+``skcandist annotate DATA.csv --labels ... --out OUT.csv``
+    Ask the LLM for candidate sets, train the student on them, and write per row
+    the candidate set, the student's label and its probability.
+``skcandist evaluate DATA.csv --labels ... --gold-column label``
+    The same, then compare the teacher's single labels and the student's labels
+    with the gold column (the paper's metrics, as a table).
+``skcandist demo``
+    ``evaluate`` on a slice of the bundled SMS Spam Collection with the embedded
+    local LLM: no configuration, no network.
+
+With no endpoint configured (``--base-url``, ``SKCANDIST_BASE_URL`` or
+``OPENAI_BASE_URL``), the embedded local LLM (llama.cpp server with Gemma 3 270M)
+is started on 127.0.0.1 and stopped afterwards. Every LLM answer goes to a
+persistent cache as it arrives, so an interrupted run loses nothing and a rerun
+sends no request twice.
+"""
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .exceptions import SkcandistError
+
+__all__ = ["main", "build_parser"]
+
+_LOG = logging.getLogger("skcandist")
+
+
+class CommandError(SkcandistError):
+    """A problem with the command's input, reported in one line."""
+
+
+# -- input -------------------------------------------------------------------
+def read_table(path, text_column, gold_column=None):
+    """Read a CSV file and return (rows, fieldnames)."""
+    path = Path(path)
+    if not path.exists():
+        raise CommandError(f"{path}: no such file.")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            fields = reader.fieldnames or []
+    except UnicodeDecodeError as exc:
+        raise CommandError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "convert it, e.g. with `iconv -t utf-8`."
+        ) from exc
+    except csv.Error as exc:
+        raise CommandError(f"{path} is not a readable CSV file: {exc}.") from exc
+    if not fields:
+        raise CommandError(f"{path} is empty: it needs a header row and data rows.")
+    if not rows:
+        raise CommandError(f"{path} has a header but no data rows.")
+    for flag, column in (
+        ("--text-column", text_column),
+        ("--gold-column", gold_column),
+    ):
+        if column is not None and column not in fields:
+            raise CommandError(
+                f"{path} has no column {column!r} (columns: {', '.join(fields)}); "
+                f"choose one with {flag}."
+            )
+    empty = [
+        i + 2 for i, row in enumerate(rows) if not (row[text_column] or "").strip()
+    ]
+    if empty:
+        raise CommandError(
+            f"{path}: empty text in column {text_column!r} on line(s) "
+            f"{', '.join(map(str, empty[:10]))}."
+        )
+    return rows, fields
+
+
+def parse_labels(spec):
+    """Labels from a comma-separated list, a text file (one per line), or a JSON
+    file (a list of names, or an object name -> description)."""
+    if spec is None:
+        raise CommandError("no labels: pass --labels a,b,c or --labels FILE.")
+    path = Path(spec)
+    if path.suffix.lower() in (".json", ".txt") or path.exists():
+        if not path.exists():
+            raise CommandError(f"labels file {path} not found.")
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            try:
+                labels = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise CommandError(
+                    f"labels file {path} is not valid JSON: {exc}."
+                ) from exc
+            if not isinstance(labels, (list, dict)):
+                raise CommandError(
+                    f"labels file {path} must hold a list of names or an object "
+                    "name -> description."
+                )
+            return labels
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    return [name.strip() for name in spec.split(",") if name.strip()]
+
+
+# -- the job ------------------------------------------------------------------
+def _endpoint(args):
+    base_url = (
+        args.base_url
+        or os.environ.get("SKCANDIST_BASE_URL")
+        or os.environ.get("OPENAI_BASE_URL")
+    )
+    return base_url
+
+
+def _build_annotator(args, labels, examples, base_url, model, local):
+    from ._annotator import CandidateAnnotator
+
+    params = dict(
+        labels=labels,
+        model=model,
+        base_url=base_url,
+        prompt=args.prompt,
+        task=args.task,
+        examples=examples,
+        n_examples=args.n_examples,
+        n_jobs=args.n_jobs,
+        cache=args.cache,
+        random_state=args.seed,
+        verbose=0 if args.quiet else 1,
+    )
+    if local or args.answer == "logprobs":
+        params["answer"] = "logprobs"
+    elif args.answer:
+        params["answer"] = args.answer
+    return CandidateAnnotator(**params)
+
+
+def _load_examples(args, labels):
+    if not args.examples:
+        return None
+    rows, _ = read_table(args.examples, args.text_column, args.examples_label_column)
+    names = set(labels if isinstance(labels, list) else labels.keys())
+    bad = sorted({r[args.examples_label_column] for r in rows} - names)
+    if bad:
+        raise CommandError(
+            f"{args.examples} names labels that are not in --labels: {bad[:5]}."
+        )
+    return [(r[args.text_column], r[args.examples_label_column]) for r in rows]
+
+
+def run_job(args, evaluate=False, out=sys.stdout):
+    """Annotate, distil, write, and (with ``evaluate``) compare with gold labels."""
+    import numpy as np
+
+    from . import metrics
+
+    started = time.perf_counter()
+    labels = parse_labels(args.labels)
+    rows, fields = read_table(args.data, args.text_column, args.gold_column)
+    if evaluate and not args.gold_column:
+        raise CommandError("evaluate needs --gold-column, the column of gold labels.")
+    names = list(labels if isinstance(labels, list) else labels.keys())
+    if args.gold_column:
+        unknown = sorted({r[args.gold_column] for r in rows} - set(names))
+        if unknown:
+            raise CommandError(
+                f"column {args.gold_column!r} holds labels that are not in --labels: "
+                f"{unknown[:5]}; add them to --labels or fix the data."
+            )
+    texts = [r[args.text_column] for r in rows]
+    examples = _load_examples(args, labels)
+
+    base_url = _endpoint(args)
+    model = args.model or os.environ.get("SKCANDIST_MODEL")
+    server = None
+    if base_url is None:
+        from .llm.local import LocalLLMServer
+
+        _LOG.info("no endpoint configured: starting the embedded local LLM")
+        server = LocalLLMServer(verbose=not args.quiet)
+        server.start()
+        base_url, model = server.base_url, server.model
+    elif model is None:
+        raise CommandError(
+            "an endpoint is configured but no model: pass --model or set "
+            "SKCANDIST_MODEL."
+        )
+    try:
+        annotator = _build_annotator(
+            args, labels, examples, base_url, model, local=server is not None
+        )
+        _say(out, args, f"LLM phase: {len(texts)} texts, {base_url}, model {model}")
+        annotated = annotator.fit_transform(texts)
+    finally:
+        if server is not None:
+            server.stop()
+    usage = dict(annotator.usage_)
+
+    from ._student import CanDistClassifier
+
+    _say(out, args, "student phase: training on the candidate sets")
+    student = CanDistClassifier(
+        loss=args.loss, random_state=args.seed, verbose=0 if args.quiet else 1
+    )
+    if args.max_epochs:
+        student.set_params(max_epochs=args.max_epochs)
+    student.fit(annotated)
+    proba = student.predict_proba(annotated.texts)
+    classes = student.classes_
+    final = classes[proba.argmax(axis=1)]
+
+    candidates = annotated.candidates.toarray().astype(bool)
+    if args.out:
+        _write_output(args.out, rows, fields, candidates, classes, final, proba)
+    elapsed = time.perf_counter() - started
+    summary = {
+        "texts": len(texts),
+        "requests": usage.get("requests", 0),
+        "cache_hits": usage.get("cache_hits", 0),
+        "prompt_tokens": usage.get("prompt_tokens", 0),
+        "completion_tokens": usage.get("completion_tokens", 0),
+        "failures": usage.get("failures", 0),
+        "mean_set_size": metrics.mean_set_size(candidates),
+        "seconds": round(elapsed, 1),
+    }
+    report = {"summary": summary}
+    if args.gold_column:
+        gold = np.array([r[args.gold_column] for r in rows], dtype=object)
+        single = annotated.single
+        teacher = [classes[i] if i >= 0 else None for i in single]
+        report["metrics"] = {
+            "teacher_single_label_accuracy": metrics.single_label_accuracy(
+                teacher, gold
+            ),
+            "candidate_coverage": metrics.candidate_coverage(
+                candidates, gold, classes=classes
+            ),
+            "candidate_beta": metrics.candidate_beta(candidates),
+            "candidate_f1": metrics.candidate_f1(candidates, gold, classes=classes),
+            "student_accuracy": float(np.mean(final == gold)),
+        }
+    _print_report(out, report)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+def _write_output(path, rows, fields, candidates, classes, final, proba):
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    extra = ["candidates", "label", "probability"]
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields) + extra)
+        writer.writeheader()
+        for row, cand, label, p in zip(rows, candidates, final, proba):
+            writer.writerow(
+                dict(
+                    row,
+                    candidates="|".join(str(c) for c in classes[cand]),
+                    label=label,
+                    probability=f"{p.max():.4f}",
+                )
+            )
+    os.replace(tmp, path)
+
+
+def _say(out, args, message):
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+def _print_report(out, report):
+    lines = ["| quantity | value |", "| --- | --- |"]
+    for section in ("metrics", "summary"):
+        for key, value in report.get(section, {}).items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            lines.append(f"| {key.replace('_', ' ')} | {shown} |")
+    print("\n".join(lines), file=out)
+
+
+# -- demo -----------------------------------------------------------------------
+def run_demo(args, out=sys.stdout):
+    """Evaluate on a slice of the bundled SMS Spam Collection, local LLM."""
+    import tempfile
+
+    from .datasets import load_sms_spam
+
+    data = load_sms_spam("test").subset(args.n, random_state=args.seed)
+    pool = load_sms_spam("train").subset(args.n_pool, random_state=args.seed)
+    workdir = Path(tempfile.mkdtemp(prefix="skcandist-demo-"))
+    data_csv, pool_csv = workdir / "texts.csv", workdir / "examples.csv"
+    labels_json = workdir / "labels.json"
+    for path, subset in ((data_csv, data), (pool_csv, pool)):
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(zip(subset.texts, subset.labels))
+    labels_json.write_text(json.dumps(data.descriptions), encoding="utf-8")
+    print(
+        f"demo: {len(data)} SMS messages (SMS Spam Collection, CC BY 4.0), "
+        f"{len(pool)} labelled examples to retrieve demonstrations from",
+        file=out,
+    )
+    ns = argparse.Namespace(
+        **{
+            **vars(args),
+            "data": str(data_csv),
+            "labels": str(labels_json),
+            "text_column": "text",
+            "gold_column": "label",
+            "examples": str(pool_csv),
+            "examples_label_column": "label",
+            "out": str(workdir / "annotated.csv"),
+        }
+    )
+    report = run_job(ns, evaluate=True, out=out)
+    print(f"annotated file: {ns.out}", file=out)
+    return report
+
+
+# -- parser -----------------------------------------------------------------------
+def _add_job_options(p):
+    p.add_argument("--labels", help="comma-separated names, or a .txt / .json file")
+    p.add_argument("--text-column", default="text", help="column holding the texts")
+    p.add_argument("--gold-column", default=None, help="column of gold labels")
+    p.add_argument("--examples", default=None, help="CSV of labelled demonstrations")
+    p.add_argument(
+        "--examples-label-column", default="label", help="label column of --examples"
+    )
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    p.add_argument("--model", default=None, help="model name at the endpoint")
+    p.add_argument("--prompt", default="all", choices=["single", "add", "all"])
+    p.add_argument("--task", default=None, help="one-line task description")
+    p.add_argument("--answer", default=None, choices=["json", "text", "logprobs"])
+    p.add_argument("--n-examples", type=int, default=10)
+    p.add_argument(
+        "--n-jobs", type=int, default=int(os.environ.get("SKCANDIST_N_JOBS", 4))
+    )
+    p.add_argument(
+        "--cache",
+        default=os.environ.get(
+            "SKCANDIST_CACHE_FILE", ".skcandist_cache/answers.sqlite"
+        ),
+        help="persistent answer cache (SQLite)",
+    )
+    p.add_argument("--loss", default="candist")
+    p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", default=None, help="also write the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser():
+    """The argument parser of the ``skcandist`` command."""
+    parser = argparse.ArgumentParser(
+        prog="skcandist",
+        description="LLM candidate annotation distilled into a student (CanDist).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("annotate", help="annotate a CSV file")
+    p.add_argument("data", help="CSV file with a header row")
+    p.add_argument("--out", required=True, help="output CSV")
+    _add_job_options(p)
+    p = sub.add_parser("evaluate", help="annotate and compare with a gold column")
+    p.add_argument("data", help="CSV file with a header row")
+    p.add_argument("--out", default=None, help="output CSV")
+    _add_job_options(p)
+    p = sub.add_parser("demo", help="run on the bundled SMS spam set, local LLM")
+    _add_job_options(p)
+    p.add_argument("--n", type=int, default=120, help="texts to annotate")
+    p.add_argument("--n-pool", type=int, default=100, help="labelled examples")
+    return parser
+
+
+def main(argv=None):
+    """Entry point; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="skcandist: %(message)s",
+    )
+    try:
+        if args.command == "demo":
+            run_demo(args)
+        else:
+            run_job(args, evaluate=args.command == "evaluate")
+    except KeyboardInterrupt:
+        print(
+            f"skcandist: interrupted; every answer received is in the cache "
+            f"{args.cache}: rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    except (SkcandistError, OSError) as exc:
+        print(f"skcandist: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
