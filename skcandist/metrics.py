@@ -57,6 +57,8 @@ def _gold_indices(y_true, n_classes, classes):
                 f"y_true holds labels that are not in classes: {unknown[:5]}."
             )
         return np.array([lookup[v] for v in y_true.tolist()], dtype=int)
+    if y_true.size == 0:
+        return y_true.astype(int)
     if not np.issubdtype(y_true.dtype, np.integer):
         raise InvalidInputError(
             "y_true holds label names; pass classes= to map them to columns."

@@ -1,0 +1,342 @@
+"""Sending requests: the client, retries with backoff, concurrency, usage.
+
+- :func:`make_client` builds an ``openai.OpenAI`` client lazily, with the
+  client's own retries off (``max_retries=0``): retries are ours.
+- :func:`send` performs one request and returns a plain JSON-able record
+  ``{"content", "top_logprobs", "usage"}`` (what the cache stores).
+- :func:`call_with_retries` retries only what can succeed on a second try:
+  HTTP 429 (honouring ``Retry-After``), 5xx, timeouts, connection errors and
+  malformed bodies (a 200 that is not JSON, or that has no choices). Other
+  errors (400, 401, 404, ...) fail at once.
+- :func:`run_concurrently` keeps ``n_jobs`` requests in flight and hands each
+  finished result to a callback in the calling thread, as it arrives.
+"""
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+__all__ = [
+    "MalformedResponseError",
+    "UnsupportedResponseError",
+    "RequestFailed",
+    "Usage",
+    "make_client",
+    "send",
+    "call_with_retries",
+    "run_concurrently",
+]
+
+logger = logging.getLogger("skcandist.llm")
+
+_PLACEHOLDER_KEY = "no-key-needed"
+_MAX_RETRY_AFTER = 120.0
+
+
+class MalformedResponseError(Exception):
+    """A 200 answer that carries no usable choice (retryable)."""
+
+
+class UnsupportedResponseError(Exception):
+    """The endpoint answered, but without what the answer mode needs."""
+
+
+class RequestFailed(Exception):
+    """A request that failed for good; ``reason`` says why, for the user."""
+
+    def __init__(self, reason, attempts):
+        super().__init__(reason)
+        self.reason = reason
+        self.attempts = attempts
+
+
+class Usage:
+    """Thread-safe counters of one annotator's traffic.
+
+    Examples
+    --------
+    >>> usage = Usage()
+    >>> usage.add(requests=2, prompt_tokens=10)
+    >>> usage.as_dict()["requests"], usage.as_dict()["prompt_tokens"]
+    (2, 10)
+    """
+
+    FIELDS = (
+        "texts",
+        "requests",
+        "retries",
+        "cache_hits",
+        "prompt_tokens",
+        "completion_tokens",
+        "failures",
+        "unknown_labels",
+        "empty_answers",
+    )
+
+    def __init__(self, counts=None):
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.FIELDS, 0)
+        self._counts.update(counts or {})
+
+    def add(self, **counts):
+        """Add to the named counters."""
+        with self._lock:
+            for name, value in counts.items():
+                self._counts[name] += int(value)
+
+    def as_dict(self):
+        """A copy of the counters."""
+        with self._lock:
+            return dict(self._counts)
+
+
+def _is_local(base_url):
+    if not base_url:
+        return False
+    host = str(base_url).split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    return host in ("localhost", "[::1]", "::1") or host.startswith("127.")
+
+
+def make_client(base_url=None, timeout=60.0, client_factory=None):
+    """Build the ``openai.OpenAI`` client (the key is read from the environment).
+
+    Parameters
+    ----------
+    base_url : str, default=None
+        None: the client's own default (``OPENAI_BASE_URL`` or api.openai.com).
+    timeout : float, default=60.0
+        Seconds per request.
+    client_factory : callable, default=None
+        Called with no argument to build the client instead; it should set
+        ``max_retries=0`` (retries are done here).
+
+    Returns
+    -------
+    openai.OpenAI
+
+    Notes
+    -----
+    The API key comes from ``OPENAI_API_KEY`` (read by the client itself). For a
+    loopback ``base_url`` with no key set, a placeholder key is used, since
+    local servers need none and the client refuses to start without one.
+    """
+    if client_factory is not None:
+        return client_factory()
+    import openai
+
+    kwargs = {"base_url": base_url, "timeout": timeout, "max_retries": 0}
+    if not os.environ.get("OPENAI_API_KEY") and _is_local(base_url):
+        kwargs["api_key"] = _PLACEHOLDER_KEY
+    return openai.OpenAI(**kwargs)
+
+
+def _usage_dict(usage):
+    if usage is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0}
+    return {
+        "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+        "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+    }
+
+
+def send(client, request):
+    """Perform one request; return the record that the cache stores.
+
+    Parameters
+    ----------
+    client : openai.OpenAI
+    request : dict
+        ``{"endpoint": "chat" or "completions", "params": {...}, "logprobs":
+        bool}``; ``params`` go to ``create`` as keyword arguments.
+
+    Returns
+    -------
+    dict
+        ``content`` (str), ``top_logprobs`` (dict token -> log-probability of
+        the first generated token, or None) and ``usage``.
+    """
+    params = request["params"]
+    want_logprobs = request.get("logprobs", False)
+    if request["endpoint"] == "chat":
+        response = client.chat.completions.create(**params)
+    else:
+        response = client.completions.create(**params)
+    if not getattr(response, "choices", None):
+        raise MalformedResponseError("the answer has no choices")
+    choice = response.choices[0]
+    top = None
+    if request["endpoint"] == "chat":
+        content = choice.message.content if choice.message else None
+        content_logprobs = getattr(choice.logprobs, "content", None)
+        if content_logprobs:
+            top = {t.token: t.logprob for t in content_logprobs[0].top_logprobs or []}
+    else:
+        content = choice.text
+        table = getattr(choice.logprobs, "top_logprobs", None)
+        if table:
+            top = dict(table[0] or {})
+    if want_logprobs and not top:
+        raise UnsupportedResponseError(
+            "the endpoint returned no top log-probabilities; use a server that "
+            "supports logprobs, or answer='json'"
+        )
+    return {
+        "content": content or "",
+        "top_logprobs": top,
+        "usage": _usage_dict(response.usage),
+    }
+
+
+def _classify(exc):
+    """(retryable, reason, retry_after) of an exception, or None if unknown."""
+    import openai
+
+    if isinstance(exc, openai.RateLimitError):
+        return True, "HTTP 429 rate limited", _retry_after(exc.response)
+    if isinstance(exc, openai.APITimeoutError):
+        return True, "timeout", None
+    if isinstance(exc, openai.APIConnectionError):
+        return True, "connection error", None
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status >= 500 or status in (408, 409):
+            return True, f"HTTP {status}", _retry_after(exc.response)
+        return False, f"HTTP {status}: {_short(exc.message)}", None
+    if isinstance(exc, json.JSONDecodeError):
+        return True, "malformed response body (not JSON)", None
+    if isinstance(exc, MalformedResponseError):
+        return True, f"malformed response ({exc})", None
+    if isinstance(exc, UnsupportedResponseError):
+        return False, str(exc), None
+    return None
+
+
+def _short(text, limit=200):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _retry_after(response):
+    if response is None:
+        return None
+    headers = response.headers
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, min(float(value) * scale, _MAX_RETRY_AFTER))
+        except ValueError:
+            continue
+    return None
+
+
+def _openai_errors():
+    import openai
+
+    return (openai.APIError, json.JSONDecodeError, MalformedResponseError,
+            UnsupportedResponseError)  # fmt: skip
+
+
+def call_with_retries(
+    fn,
+    max_retries=5,
+    *,
+    backoff=0.5,
+    max_backoff=30.0,
+    rng=None,
+    sleep=time.sleep,
+    on_attempt=None,
+):
+    """Call ``fn()`` and retry transient failures with backoff and jitter.
+
+    Parameters
+    ----------
+    fn : callable
+        Performs one request.
+    max_retries : int, default=5
+        Retries after the first attempt.
+    backoff : float, default=0.5
+        The wait before retry ``k`` (from 0) is ``backoff * 2**k`` times a
+        jitter factor drawn uniformly in [0.5, 1.5), at most ``max_backoff``.
+        A 429 or 5xx with a ``Retry-After`` header waits that long instead.
+    max_backoff : float, default=30.0
+    rng : random.Random, default=None
+        Source of the jitter.
+    sleep : callable, default=time.sleep
+    on_attempt : callable, default=None
+        Called with no argument before every attempt (to count requests).
+
+    Returns
+    -------
+    result, int
+        ``fn()``'s result and the number of retries used.
+
+    Raises
+    ------
+    RequestFailed
+        When the error is not transient or the retries are spent.
+    """
+    rng = rng or random.Random()
+    errors = _openai_errors()
+    attempt = 0
+    while True:
+        if on_attempt is not None:
+            on_attempt()
+        try:
+            return fn(), attempt
+        except errors as exc:
+            retryable, reason, retry_after = _classify(exc)
+            if not retryable:
+                raise RequestFailed(reason, attempt + 1) from exc
+            if attempt >= max_retries:
+                raise RequestFailed(
+                    f"{reason} (gave up after {attempt + 1} attempts)", attempt + 1
+                ) from exc
+            if retry_after is not None:
+                delay = retry_after
+            else:
+                delay = min(max_backoff, backoff * 2**attempt * (0.5 + rng.random()))
+            logger.debug("retrying after %s in %.2f s", reason, delay)
+            sleep(delay)
+            attempt += 1
+
+
+def run_concurrently(items, worker, on_done, n_jobs=4, progress=None):
+    """Run ``worker(item)`` for every item with ``n_jobs`` in flight.
+
+    ``on_done(item, result, error)`` runs in the calling thread as each item
+    finishes (``error`` is a :class:`RequestFailed` or None), so that results
+    can be stored at once. If the calling thread is interrupted, pending items
+    are cancelled and finished ones have been handed over already.
+
+    Parameters
+    ----------
+    items : list
+    worker : callable
+    on_done : callable
+    n_jobs : int, default=4
+    progress : tqdm-like, default=None
+        Its ``update(1)`` is called per finished item.
+    """
+    items = list(items)
+    if not items:
+        return
+    n_jobs = max(1, min(int(n_jobs), len(items)))
+    pool = ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="skcandist")
+    try:
+        futures = {pool.submit(worker, item): item for item in items}
+        for future in as_completed(futures):
+            try:
+                result, error = future.result(), None
+            except RequestFailed as exc:
+                result, error = None, exc
+            on_done(futures[future], result, error)
+            if progress is not None:
+                progress.update(1)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
