@@ -9,6 +9,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# llama-cpp-python (the embedded local LLM) has no prebuilt wheel here and is
+# built from source once, into a wheelhouse outside the repository that later
+# virtual environments reuse. It is built for a portable CPU (GGML_NATIVE=OFF):
+# a native build uses AMX instructions that some virtual machines advertise but
+# forbid, and then crashes on the first request. --no-cache-dir keeps pip from
+# reusing a wheel it built earlier with other flags.
+LLAMA_SPEC ?= llama-cpp-python>=0.3.0,<0.4
+LLAMA_WHEELHOUSE ?= $(HOME)/.cache/skcandist/wheels
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 PYTEST_ARGS ?=
 
 .PHONY: test demo lint docs venv clean-venv
@@ -19,6 +28,12 @@ $(STAMP): setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
+	@ls $(LLAMA_WHEELHOUSE)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	  echo "Building llama-cpp-python from source once (about 5-10 minutes)..."; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+	    $(PY) -m pip wheel --quiet --no-cache-dir --no-deps \
+	    -w $(LLAMA_WHEELHOUSE) "$(LLAMA_SPEC)"; }
+	$(PY) -m pip install --quiet $$(ls -t $(LLAMA_WHEELHOUSE)/llama_cpp_python-*.whl | head -n 1)
 	$(PY) -m pip install --quiet -e ".[test,local,docs,benchmarks]"
 	touch $(STAMP)
 

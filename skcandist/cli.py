@@ -136,6 +136,10 @@ def _build_annotator(args, labels, examples, base_url, model, local):
     )
     if local or args.answer == "logprobs":
         params["answer"] = "logprobs"
+        if local:
+            # The llama.cpp server ranks the whole vocabulary anyway, so asking
+            # for 1000 top tokens costs what 20 cost and rarely misses a label.
+            params["top_logprobs"] = 1000
     elif args.answer:
         params["answer"] = args.answer
     return CandidateAnnotator(**params)
@@ -337,7 +341,9 @@ def _add_job_options(p):
     p.add_argument("--model", default=None, help="model name at the endpoint")
     p.add_argument("--prompt", default="all", choices=["single", "add", "all"])
     p.add_argument("--task", default=None, help="one-line task description")
-    p.add_argument("--answer", default=None, choices=["json", "text", "logprobs"])
+    p.add_argument(
+        "--answer", default=None, choices=["json", "text", "logprobs", "chat_logprobs"]
+    )
     p.add_argument("--n-examples", type=int, default=10)
     p.add_argument(
         "--n-jobs", type=int, default=int(os.environ.get("SKCANDIST_N_JOBS", 4))
