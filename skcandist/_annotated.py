@@ -94,6 +94,12 @@ class AnnotatedTexts:
         return (len(self.texts),)
 
     def __getitem__(self, index):
+        if isinstance(index, tuple):
+            # scikit-learn's _safe_indexing asks for X[rows, ...] on objects
+            # that have a shape.
+            if len(index) != 2 or index[1] is not Ellipsis:
+                raise IndexError("AnnotatedTexts only supports indexing rows.")
+            index = index[0]
         if isinstance(index, (int, np.integer)):
             return self.texts[index]
         if isinstance(index, slice):

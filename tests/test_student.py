@@ -1,0 +1,460 @@
+"""CanDistClassifier: input checks, the scikit-learn contract, and quality."""
+
+import contextlib
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("skorch")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import FunctionTransformer  # noqa: E402
+
+from skcandist import AnnotatedTexts, CanDistClassifier  # noqa: E402
+from skcandist.exceptions import InvalidInputError  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _noise import simulate_teacher, teacher_stats  # noqa: E402
+
+TEXTS = [
+    "win a free prize now",
+    "free cash, call now",
+    "claim your free prize today",
+    "cheap loans, call this number",
+    "see you at lunch",
+    "lunch at noon?",
+    "meet me at noon",
+    "are we still on for dinner",
+]
+GOLD = np.array(["spam"] * 4 + ["ham"] * 4)
+CLASSES = ["ham", "spam"]
+CANDS = np.array([[0, 1], [1, 1], [0, 1], [1, 1], [1, 0], [1, 1], [1, 0], [1, 0]])
+
+FAST = {"max_epochs": 4, "warmup_epochs": 1, "batch_size": 4}
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """One torch and BLAS thread: the test machines share few cores."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _few_threads():
+    with _one_thread():
+        yield
+
+
+def _fit(**params):
+    return CanDistClassifier(**{**FAST, **params}).fit(TEXTS, CANDS, classes=CLASSES)
+
+
+# ----------------------------------------------------------------- basic use
+@pytest.mark.parametrize("loss", ["candist", "proden", "cc", "lws", "cavl", "ce"])
+def test_every_loss_fits_and_predicts_class_names(loss):
+    clf = _fit(loss=loss)
+    pred = clf.predict(TEXTS)
+    assert set(pred) <= set(CLASSES)
+    proba = clf.predict_proba(TEXTS)
+    assert proba.shape == (8, 2)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert list(clf.classes_) == CLASSES
+    assert 0.0 <= clf.score(TEXTS, GOLD) <= 1.0
+    assert len(clf.net_.history) == FAST["max_epochs"]
+
+
+def test_sparse_and_dense_candidates_agree():
+    dense = _fit().predict_proba(TEXTS)
+    sparse = (
+        CanDistClassifier(**FAST)
+        .fit(TEXTS, sp.csr_matrix(CANDS), classes=CLASSES)
+        .predict_proba(TEXTS)
+    )
+    assert np.array_equal(dense, sparse)
+
+
+def test_matrix_without_class_names_gets_integer_classes():
+    clf = CanDistClassifier(**FAST).fit(TEXTS, CANDS)
+    assert clf.classes_.tolist() == [0, 1]
+    assert set(clf.predict(TEXTS).tolist()) <= {0, 1}
+
+
+def test_one_dimensional_labels_train_a_supervised_student():
+    clf = CanDistClassifier(loss="ce", max_epochs=30).fit(TEXTS, GOLD)
+    assert clf.classes_.tolist() == CLASSES
+    assert clf.score(TEXTS, GOLD) == 1.0
+
+
+def test_annotated_texts_bring_candidates_and_y_is_ignored():
+    annotated = AnnotatedTexts(TEXTS, sp.csr_matrix(CANDS), CLASSES)
+    a = CanDistClassifier(**FAST).fit(annotated)
+    b = CanDistClassifier(**FAST).fit(annotated, np.array(["ham"] * 8))
+    assert np.array_equal(a.predict_proba(TEXTS), b.predict_proba(annotated))
+    assert a.classes_.tolist() == CLASSES
+
+
+def test_predict_never_touches_deferred_candidates():
+    clf = _fit()
+
+    def annotate(texts):
+        raise AssertionError("predict must not annotate")
+
+    deferred = AnnotatedTexts(TEXTS, classes=CLASSES, annotate=annotate)
+    assert clf.predict(deferred).shape == (8,)
+    assert clf.score(deferred, GOLD) >= 0
+
+
+def test_ce_uses_the_teachers_single_label():
+    # Candidate sets are both classes everywhere; only single tells them apart.
+    single = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    annotated = AnnotatedTexts(TEXTS, sp.csr_matrix(np.ones((8, 2))), CLASSES, single)
+    clf = CanDistClassifier(loss="ce", max_epochs=30).fit(annotated)
+    assert clf.score(TEXTS, GOLD) == 1.0
+
+
+def test_augment_callable_and_precomputed_views():
+    upper = CanDistClassifier(augment=lambda texts: [t.upper() for t in texts], **FAST)
+    upper.fit(TEXTS, CANDS, classes=CLASSES)
+    precomputed = CanDistClassifier(**FAST).fit(
+        TEXTS, CANDS, classes=CLASSES, augmented=[t.upper() for t in TEXTS]
+    )
+    assert np.allclose(upper.predict_proba(TEXTS), precomputed.predict_proba(TEXTS))
+    with pytest.raises(InvalidInputError, match="augmented"):
+        CanDistClassifier(**FAST).fit(TEXTS, CANDS, augmented=TEXTS[:3])
+
+
+def test_history_logs_the_refinery_groups():
+    clf = _fit(max_epochs=4, warmup_epochs=1)
+    history = clf.net_.history
+    assert history[0, "n_selected"] == 0
+    assert history[-1, "n_selected"] > 0
+    assert {"n_confident_out", "n_ignored", "train_loss"} <= set(history[-1])
+
+
+def test_verbose_prints_the_epoch_log(capsys):
+    _fit(verbose=0)
+    assert capsys.readouterr().out == ""
+    _fit(verbose=1)
+    assert "train_loss" in capsys.readouterr().out
+
+
+def test_user_callbacks_run():
+    from skorch.callbacks import Callback
+
+    class Count(Callback):
+        def initialize(self):
+            self.epochs = 0
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs += 1
+
+    counter = Count()
+    _fit(callbacks=[counter])
+    assert counter.epochs == FAST["max_epochs"]
+
+
+@pytest.mark.parametrize(
+    "switch",
+    [
+        "renormalize",
+        "filter_out_of_candidate",
+        "sharpen",
+        "classwise_selection",
+        "small_loss_selection",
+        "confident_targets",
+        "consistency",
+        "mixup",
+    ],
+)
+def test_each_refinery_component_can_be_switched_off(switch):
+    full = _fit(random_state=5).predict_proba(TEXTS)
+    ablated = _fit(random_state=5, **{switch: False})
+    assert ablated.predict_proba(TEXTS).shape == full.shape
+
+
+def test_small_loss_selection_off_selects_nothing():
+    history = _fit(small_loss_selection=False).net_.history
+    assert all(row["n_selected"] == 0 for row in history)
+
+
+def test_early_stopping_on_held_out_candidate_consistency():
+    clf = _fit(validation_fraction=0.25, patience=1, max_epochs=30)
+    history = clf.net_.history
+    assert "valid_loss" in history[-1]
+    assert len(history) <= 30
+    assert clf.predict(TEXTS).shape == (8,)
+
+
+def test_refits_reuse_cached_embeddings(monkeypatch, tmp_path):
+    from skcandist import encoders
+
+    _fit(cache_dir=tmp_path)
+    assert (tmp_path / "embeddings.sqlite").exists()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a refit must not encode the same texts again")
+
+    monkeypatch.setattr(encoders, "_encode_uncached", fail)
+    clf = clone(CanDistClassifier(**FAST)).fit(TEXTS[:6], CANDS[:6])
+    assert clf.predict(TEXTS).shape == (8,)
+    encoders.clear_memory_cache()
+    _fit(cache_dir=tmp_path)  # from disk
+
+
+# -------------------------------------------------------------- determinism
+def test_same_seed_same_predictions_other_seed_differs():
+    a = _fit(random_state=3).predict_proba(TEXTS)
+    b = _fit(random_state=3).predict_proba(TEXTS)
+    c = _fit(random_state=4).predict_proba(TEXTS)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_fit_does_not_change_the_global_torch_seed():
+    torch.manual_seed(123)
+    expected = torch.rand(1)
+    torch.manual_seed(123)
+    _fit()
+    assert torch.equal(torch.rand(1), expected)
+
+
+# ------------------------------------------------------------ input checks
+@pytest.mark.parametrize(
+    "texts, y, classes, match",
+    [
+        (TEXTS, np.vstack([CANDS[:7], [0, 0]]), None, r"rows \[7\]"),
+        (TEXTS, CANDS, ["a", "b", "c"], "2 columns but 3 classes"),
+        (TEXTS[:5], CANDS, None, "5 texts but the candidate matrix has 8 rows"),
+        (TEXTS[:5], GOLD, None, "5 texts but y has 8 labels"),
+        ([*TEXTS[:7], 3], CANDS, None, "items \\[7\\]"),
+        ("just one string", CANDS, None, "single string"),
+        (TEXTS, np.ones((8, 1)), ["only"], "at least two classes"),
+        (TEXTS, np.array(["spam"] * 8), None, "at least two classes"),
+        (TEXTS, np.where(CANDS == 1, np.nan, 0), None, "NaN"),
+        (TEXTS, CANDS * 2, None, "only 0 and 1"),
+        (TEXTS, np.array([[0.5, 0.5]] * 8), None, "only 0 and 1"),
+        (TEXTS, None, None, "y is required"),
+        (TEXTS, np.array([1.0] * 4 + [np.nan] * 4), None, "NaN"),
+        (TEXTS, GOLD, ["ham", "eggs"], "not in classes"),
+        (TEXTS, np.c_[np.ones(8), np.zeros(8)], None, "single class"),
+    ],
+)
+def test_bad_input_raises_a_clear_error(texts, y, classes, match):
+    with pytest.raises(InvalidInputError, match=match):
+        CanDistClassifier(**FAST).fit(texts, y, classes=classes)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"loss": "hinge"}, "loss must be"),
+        ({"delta": 1.5}, "delta"),
+        ({"gamma": 0.0}, "gamma"),
+        ({"max_epochs": 0}, "max_epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"augment": "back-translate"}, "augment"),
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+    ],
+)
+def test_bad_parameters_raise(params, match):
+    with pytest.raises(InvalidInputError, match=match):
+        CanDistClassifier(**params).fit(TEXTS, CANDS)
+
+
+def test_predict_checks_texts_and_fitted_state():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        CanDistClassifier().predict(TEXTS)
+    with pytest.raises(InvalidInputError, match="texts"):
+        _fit().predict([1, 2])
+
+
+# ------------------------------------------------------ scikit-learn contract
+def test_init_stores_params_and_clone_round_trips():
+    clf = CanDistClassifier(delta=0.4, tau=0.95, mixup=False)
+    assert clf.get_params()["delta"] == 0.4
+    copy = clone(clf)
+    assert copy.get_params() == clf.get_params()
+    copy.set_params(gamma=0.5, loss="proden")
+    assert copy.gamma == 0.5 and clf.gamma == 0.85
+
+
+def test_pickle_round_trip_gives_identical_predictions(tmp_path):
+    import joblib
+
+    clf = _fit()
+    expected = clf.predict_proba(TEXTS)
+    again = pickle.loads(pickle.dumps(clf))
+    assert np.array_equal(again.predict_proba(TEXTS), expected)
+    assert len(again.net_.history) == len(clf.net_.history)
+    assert hasattr(clf, "net_")  # pickling leaves the original fitted
+    joblib.dump(clf, tmp_path / "model.joblib")
+    assert np.array_equal(
+        joblib.load(tmp_path / "model.joblib").predict_proba(TEXTS), expected
+    )
+
+
+def test_pickle_loads_in_a_fresh_process(tmp_path):
+    clf = _fit()
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(clf))
+    np.save(tmp_path / "expected.npy", clf.predict_proba(TEXTS))
+    code = (
+        "import pickle, sys, numpy as np, torch;"
+        "torch.set_num_threads(1);"  # the same as this process: same float sums
+        f"clf = pickle.load(open({str(tmp_path / 'model.pkl')!r}, 'rb'));"
+        f"expected = np.load({str(tmp_path / 'expected.npy')!r});"
+        f"assert np.array_equal(clf.predict_proba({TEXTS!r}), expected)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _attacher():
+    """A transformer attaching each text's candidate set (a stand-in teacher)."""
+    cands = sp.csr_matrix(CANDS)
+    lookup = {t: i for i, t in enumerate(TEXTS)}
+
+    def attach(texts):
+        rows = [lookup[t] for t in texts]
+        return AnnotatedTexts(list(texts), cands[rows], CLASSES)
+
+    return FunctionTransformer(attach)
+
+
+def test_grid_search_over_refinery_params():
+    pipe = make_pipeline(_attacher(), CanDistClassifier(**FAST))
+    search = GridSearchCV(
+        pipe,
+        {
+            "candistclassifier__delta": [0.4, 0.6],
+            "candistclassifier__sharpen": [True, False],
+        },
+        cv=2,
+    )
+    search.fit(np.array(TEXTS, dtype=object), GOLD)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.predict(np.array(TEXTS, dtype=object)).shape == (8,)
+
+
+def test_cross_val_score_in_a_pipeline_scores_with_gold_labels():
+    pipe = make_pipeline(_attacher(), CanDistClassifier(**FAST))
+    scores = cross_val_score(pipe, np.array(TEXTS, dtype=object), GOLD, cv=2)
+    assert scores.shape == (2,)
+    assert np.all((scores >= 0) & (scores <= 1))
+
+
+def test_cross_val_score_on_texts_with_gold_labels():
+    scores = cross_val_score(
+        CanDistClassifier(loss="ce", **FAST), np.array(TEXTS, dtype=object), GOLD, cv=2
+    )
+    assert scores.shape == (2,)
+
+
+def test_finetune_trains_the_whole_encoder_on_a_tiny_slice():
+    clf = CanDistClassifier(
+        finetune=True, max_epochs=1, warmup_epochs=0, batch_size=4, max_length=16
+    )
+    clf.fit(TEXTS, CANDS, classes=CLASSES)
+    encoder = clf.net_.module_.encoder
+    from skcandist.encoders import load_encoder
+
+    fresh = load_encoder(None)[1]
+    changed = any(
+        not torch.equal(a, b)
+        for a, b in zip(encoder.state_dict().values(), fresh.state_dict().values())
+    )
+    assert changed
+    proba = clf.predict_proba(TEXTS)
+    assert proba.shape == (8, 2)
+    again = pickle.loads(pickle.dumps(clf))
+    assert np.allclose(again.predict_proba(TEXTS), proba, atol=1e-6)
+
+
+# ------------------------------------------------------ quality on real data
+@pytest.fixture(scope="session")
+def trec_task(shared_data):
+    """TREC texts, a simulated instance-dependent teacher, frozen embeddings."""
+    from skcandist.datasets import load_dataset
+    from skcandist.encoders import encode
+
+    train = load_dataset("trec", "train", n_samples=2000, data_home=shared_data)
+    test = load_dataset("trec", "test", data_home=shared_data)
+    with _one_thread():
+        cands, single = simulate_teacher(
+            train.texts, train.labels, train.classes, random_state=0
+        )
+        encode(train.texts), encode(test.texts)  # computed once, cached in memory
+    return train, test, cands, single
+
+
+@pytest.fixture(scope="session")
+def trec_results(trec_task):
+    """Annotation / test accuracy of each student, and of the LR baseline."""
+    from sklearn.linear_model import LogisticRegression
+
+    from skcandist.encoders import encode
+
+    train, test, cands, single = trec_task
+    annotated = AnnotatedTexts(train.texts, cands, train.classes, single)
+    classes = np.array(train.classes)
+    results = {}
+    with _one_thread():
+        lr = LogisticRegression(max_iter=2000).fit(encode(train.texts), classes[single])
+        results["lr"] = (
+            lr.score(encode(train.texts), train.labels),
+            lr.score(encode(test.texts), test.labels),
+        )
+        for loss in ("candist", "proden", "ce"):
+            clf = CanDistClassifier(loss, random_state=0).fit(annotated)
+            results[loss] = (
+                clf.score(train.texts, train.labels),
+                clf.score(test.texts, test.labels),
+            )
+    return results
+
+
+@pytest.mark.slow
+def test_simulated_teacher_matches_the_target_statistics(trec_task):
+    train, _, cands, single = trec_task
+    stats = teacher_stats(cands, single, train.labels, train.classes)
+    assert stats["coverage"] == pytest.approx(0.88, abs=0.02)
+    assert stats["mean_size"] == pytest.approx(1.7, abs=0.05)
+    assert stats["single_accuracy"] == pytest.approx(0.71, abs=0.02)
+
+
+@pytest.mark.slow
+def test_candist_beats_ce_on_the_top_labels(trec_results):
+    candist, ce = trec_results["candist"], trec_results["ce"]
+    assert candist[0] >= ce[0] + 0.02, trec_results
+    assert candist[1] >= ce[1] + 0.02, trec_results
+
+
+@pytest.mark.slow
+def test_candist_is_at_least_as_good_as_proden(trec_results):
+    candist, proden = trec_results["candist"], trec_results["proden"]
+    assert candist[0] >= proden[0] - 0.005, trec_results
+    assert candist[1] >= proden[1] - 0.005, trec_results
+
+
+@pytest.mark.slow
+def test_candist_beats_logistic_regression_on_frozen_embeddings(trec_results):
+    candist, lr = trec_results["candist"], trec_results["lr"]
+    assert candist[0] >= lr[0] + 0.01, trec_results
+    assert candist[1] >= lr[1] + 0.01, trec_results
