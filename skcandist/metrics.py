@@ -120,7 +120,7 @@ def mean_set_size(candidates):
 
 
 def candidate_beta(candidates):
-    """Mean share of the label space pruned by each set, (C - |s|) / (C - 1).
+    """Mean share of the label space pruned by each set, ``(C - |s|) / (C - 1)``.
 
     Examples
     --------

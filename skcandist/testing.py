@@ -24,7 +24,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["FakeLLMServer", "Fault"]
+__all__ = ["FakeLLMServer", "Fault", "candidate_responder"]
 
 Fault = collections.namedtuple("Fault", ["kind", "seconds", "retry_after"])
 Fault.__doc__ = """One injected fault.
@@ -288,3 +288,44 @@ def _make_handler(server):
                 self.connection.shutdown(2)
 
     return Handler
+
+
+def candidate_responder(answers, default="[]"):
+    """A ``respond`` function that answers each text with fixed candidates.
+
+    Parameters
+    ----------
+    answers : dict
+        Text -> list of label names to answer with (as a JSON list).
+    default : str, default="[]"
+        The answer for a request that quotes none of the texts.
+
+    Returns
+    -------
+    callable
+        For :class:`FakeLLMServer`: finds the text the request asks about (the
+        known text that ends last in the last message, or in the prompt of a
+        completions request) and answers its candidates.
+
+    Examples
+    --------
+    >>> respond = candidate_responder({"win cash": ["spam"], "hi mum": ["ham"]})
+    >>> respond({"messages": [{"role": "user", "content": "Text: hi mum"}]})
+    '["ham"]'
+    """
+
+    def respond(request):
+        if "messages" in request:
+            prompt = str(request["messages"][-1].get("content", ""))
+        else:
+            prompt = str(request.get("prompt", ""))
+        # The query is quoted last; a shorter known text inside it ends no
+        # later, so the latest end wins, then the longest text.
+        best, rank = None, (-1, -1)
+        for text in answers:
+            position = prompt.rfind(text)
+            if position >= 0 and (position + len(text), len(text)) > rank:
+                best, rank = text, (position + len(text), len(text))
+        return default if best is None else json.dumps(list(answers[best]))
+
+    return respond

@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 
 from skcandist import AnnotatedTexts, CandidateAnnotator, CanDistClassifier
 from skcandist.datasets import load_sms_spam
+from skcandist.testing import candidate_responder
 
 N_TEXTS = 80
 
@@ -42,15 +43,7 @@ def spam():
 @pytest.fixture
 def server(llm_server, spam):
     _, answers = spam
-
-    def respond(request):
-        prompt = request["messages"][-1]["content"]
-        # The query text is the last known text quoted in the user message.
-        hits = [t for t in answers if t in prompt]
-        best = max(hits, key=lambda t: prompt.rfind(t)) if hits else None
-        return '["' + '", "'.join(answers[best]) + '"]' if best else "[]"
-
-    llm_server.respond = respond
+    llm_server.respond = candidate_responder(answers)
     return llm_server
 
 
@@ -124,7 +117,9 @@ def test_cross_val_and_grid_search_ask_each_text_once(server, spam, tmp_path):
     assert grid.best_params_["student__delta"] in (0.4, 0.6)
     # a different prompt style changes the question: new requests, once per text
     grid = GridSearchCV(
-        pipe, {"annotate__prompt": ["add", "all"]}, cv=KFold(2, shuffle=True, random_state=0)
+        pipe,
+        {"annotate__prompt": ["add", "all"]},
+        cv=KFold(2, shuffle=True, random_state=0),
     )
     grid.fit(data.texts, data.labels)
     assert server.n_requests == 2 * N_TEXTS
