@@ -118,6 +118,33 @@ def _endpoint(args):
     return base_url
 
 
+def check_reachable(base_url, timeout=10.0):
+    """Fail fast, in one line, when nothing answers at ``base_url``.
+
+    Any HTTP answer counts as reachable (some servers have no ``/models``
+    route); only a refused connection or a timeout does not.
+    """
+    import openai
+
+    client = openai.OpenAI(
+        base_url=base_url,
+        api_key=os.environ.get("OPENAI_API_KEY") or "unused",
+        max_retries=0,
+        timeout=timeout,
+    )
+    try:
+        client.models.list()
+    except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+        raise CommandError(
+            f"no endpoint reachable at {base_url} ({type(exc).__name__}); start the "
+            "server or fix --base-url / SKCANDIST_BASE_URL."
+        ) from exc
+    except openai.APIStatusError:
+        pass
+    finally:
+        client.close()
+
+
 def _build_annotator(args, labels, examples, base_url, model, local):
     from ._annotator import CandidateAnnotator
 
@@ -158,12 +185,13 @@ def _load_examples(args, labels):
     return [(r[args.text_column], r[args.examples_label_column]) for r in rows]
 
 
-def run_job(args, evaluate=False, out=sys.stdout):
+def run_job(args, evaluate=False, out=None):
     """Annotate, distil, write, and (with ``evaluate``) compare with gold labels."""
     import numpy as np
 
     from . import metrics
 
+    out = sys.stdout if out is None else out
     started = time.perf_counter()
     labels = parse_labels(args.labels)
     rows, fields = read_table(args.data, args.text_column, args.gold_column)
@@ -195,6 +223,8 @@ def run_job(args, evaluate=False, out=sys.stdout):
             "an endpoint is configured but no model: pass --model or set "
             "SKCANDIST_MODEL."
         )
+    else:
+        check_reachable(base_url)
     try:
         annotator = _build_annotator(
             args, labels, examples, base_url, model, local=server is not None
@@ -283,18 +313,24 @@ def _print_report(out, report):
     lines = ["| quantity | value |", "| --- | --- |"]
     for section in ("metrics", "summary"):
         for key, value in report.get(section, {}).items():
-            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            if key == "seconds":
+                shown = f"{value:.1f}"
+            elif isinstance(value, float):
+                shown = f"{value:.4f}"
+            else:
+                shown = str(value)
             lines.append(f"| {key.replace('_', ' ')} | {shown} |")
     print("\n".join(lines), file=out)
 
 
 # -- demo -----------------------------------------------------------------------
-def run_demo(args, out=sys.stdout):
+def run_demo(args, out=None):
     """Evaluate on a slice of the bundled SMS Spam Collection, local LLM."""
     import tempfile
 
     from .datasets import load_sms_spam
 
+    out = sys.stdout if out is None else out
     data = load_sms_spam("test").subset(args.n, random_state=args.seed)
     pool = load_sms_spam("train").subset(args.n_pool, random_state=args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="skcandist-demo-"))

@@ -10,6 +10,7 @@ import pytest
 
 from skcandist.cli import main
 from skcandist.datasets import load_sms_spam
+from skcandist.testing import candidate_responder
 
 
 def _write_csv(path, rows, header=("text", "label")):
@@ -102,3 +103,104 @@ def test_python_dash_m_help():
     )
     assert out.returncode == 0
     assert "annotate" in out.stdout and "evaluate" in out.stdout
+
+
+@pytest.fixture
+def fake_teacher(llm_server, spam_csv):
+    _, data = spam_csv
+    answers = {}
+    for i, (text, label) in enumerate(zip(data.texts, data.labels)):
+        other = "spam" if label == "ham" else "ham"
+        answers[text] = [label, other] if i % 4 == 0 else [label]
+    llm_server.respond = candidate_responder(answers)
+    return llm_server, answers
+
+
+def test_annotate_writes_every_row(fake_teacher, spam_csv, tmp_path, capsys):
+    server, answers = fake_teacher
+    path, data = spam_csv
+    out_csv, cache = tmp_path / "out.csv", tmp_path / "c.sqlite"
+    argv = ["annotate", str(path), "--labels", "ham,spam", "--out", str(out_csv)]
+    argv += ["--base-url", server.base_url, "--model", "fake", "--cache", str(cache)]
+    argv += ["--max-epochs", "3", "--quiet", "--report", str(tmp_path / "r.json")]
+    status, out, err = _run(argv, capsys)
+    assert status == 0, err
+    with open(out_csv, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(data.texts)
+    for row in rows:
+        assert set(row["candidates"].split("|")) == set(answers[row["text"]])
+        assert row["label"] in ("ham", "spam")
+        assert 0.5 <= float(row["probability"]) <= 1.0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["summary"]["requests"] == len(data.texts)
+    assert "| requests |" in out
+    # rerunning repeats no request
+    status, _, _ = _run(argv, capsys)
+    assert status == 0 and server.n_requests == len(data.texts)
+
+
+def test_evaluate_prints_teacher_and_student(fake_teacher, spam_csv, tmp_path, capsys):
+    server, _ = fake_teacher
+    path, _ = spam_csv
+    argv = ["evaluate", str(path), "--labels", "ham,spam", "--gold-column", "label"]
+    argv += ["--base-url", server.base_url, "--model", "fake", "--quiet"]
+    argv += ["--cache", str(tmp_path / "c.sqlite"), "--max-epochs", "3"]
+    status, out, err = _run(argv, capsys)
+    assert status == 0, err
+    assert "| teacher single label accuracy | 1.0000 |" in out
+    assert "| candidate coverage | 1.0000 |" in out
+    assert "| student accuracy |" in out
+
+
+def test_unreachable_endpoint_is_one_line(spam_csv, tmp_path, capsys):
+    from skcandist.llm.local import find_free_port
+
+    path, _ = spam_csv
+    dead = f"http://127.0.0.1:{find_free_port()}/v1"
+    argv = ["annotate", str(path), "--labels", "ham,spam", "--out", str(tmp_path / "o")]
+    argv += [
+        "--base-url",
+        dead,
+        "--model",
+        "m",
+        "--quiet",
+        "--cache",
+        str(tmp_path / "c"),
+    ]
+    status, _, err = _run(argv, capsys)
+    assert status == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert dead in err or "reach" in err or "connect" in err.lower()
+
+
+def test_interrupted_run_resumes_without_repeating_requests(
+    fake_teacher, spam_csv, tmp_path
+):
+    import signal
+    import time
+
+    server, _ = fake_teacher
+    server.latency = 0.05
+    path, data = spam_csv
+    argv = [sys.executable, "-m", "skcandist", "annotate", str(path)]
+    argv += ["--labels", "ham,spam", "--out", str(tmp_path / "o.csv"), "--quiet"]
+    argv += ["--base-url", server.base_url, "--model", "fake", "--n-jobs", "1"]
+    argv += ["--cache", str(tmp_path / "c.sqlite"), "--max-epochs", "2"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while server.n_requests < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    sent = server.n_requests
+    assert 10 <= sent < len(data.texts)
+    assert not (tmp_path / "o.csv").exists()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    # every answer received before the interrupt was kept: at most the one in
+    # flight at the interrupt is asked again
+    assert len(data.texts) <= server.n_requests <= len(data.texts) + 1
