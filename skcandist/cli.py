@@ -278,6 +278,10 @@ def run_job(args, evaluate=False, out=None):
             "candidate_beta": metrics.candidate_beta(candidates),
             "candidate_f1": metrics.candidate_f1(candidates, gold, classes=classes),
             "student_accuracy": float(np.mean(final == gold)),
+            # what always answering the most frequent gold label would score
+            "majority_class_accuracy": float(
+                np.unique(gold, return_counts=True)[1].max() / len(gold)
+            ),
         }
     _print_report(out, report)
     if args.report:
@@ -415,8 +419,10 @@ def build_parser():
     _add_job_options(p)
     p = sub.add_parser("demo", help="run on the bundled SMS spam set, local LLM")
     _add_job_options(p)
-    p.add_argument("--n", type=int, default=120, help="texts to annotate")
+    p.add_argument("--n", type=int, default=80, help="texts to annotate")
     p.add_argument("--n-pool", type=int, default=100, help="labelled examples")
+    # The local model is slow on a CPU: fewer demonstrations keep prompts short.
+    p.set_defaults(n_examples=4)
     return parser
 
 

