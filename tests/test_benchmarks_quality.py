@@ -1,0 +1,97 @@
+"""The quality benchmarks' quick modes run and write well-formed results.
+
+No accuracy or timing thresholds: these tests only keep the scripts from rotting.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script, tmp_path, *extra):
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", "--out", str(tmp_path)]
+        + list(extra),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def _stat(value):
+    assert set(value) == {"mean", "std", "values"}
+    assert len(value["values"]) >= 1
+
+
+def test_bench_theory_quick(tmp_path):
+    _run("bench_theory.py", tmp_path)
+    result = json.loads((tmp_path / "theory.json").read_text())
+    assert {"config", "environment", "methods", "results", "plot"} <= set(result)
+    assert (tmp_path / "theory.md").exists()
+    assert (tmp_path / result["plot"]).exists()
+    for rows in result["results"].values():
+        assert [row["rate"] for row in rows] == result["config"]["rates"]
+        for row in rows:
+            _stat(row["teacher_top1_accuracy"])
+            _stat(row["top2_coverage"])
+            assert set(row["methods"]) == set(result["methods"])
+            for scores in row["methods"].values():
+                _stat(scores["annotation"])
+                _stat(scores["test"])
+
+
+@pytest.mark.slow
+def test_bench_quality_quick(tmp_path, shared_data):
+    _run("bench_quality.py", tmp_path, "--cache-dir", str(tmp_path / "cache"))
+    result = json.loads((tmp_path / "quality.json").read_text())
+    assert {"config", "student", "environment", "table2", "ablation", "sweep"} <= set(
+        result
+    )
+    assert (tmp_path / "quality.md").exists()
+    assert list((tmp_path / "cache").glob("trec_*.npy"))
+
+    trec = result["table2"]["trec"]
+    assert set(trec["teacher_stats"]) == {"add", "all"}
+    for stats in trec["teacher_stats"].values():
+        for key in ("single_accuracy", "coverage", "mean_set_size", "f1"):
+            _stat(stats[key])
+    expected = {
+        "teacher_single",
+        "student_ce",
+        "lr_single",
+        "cleanlab",
+        "student_cc",
+        "student_proden",
+        "student_lws",
+        "student_cavl",
+        "candist_add",
+        "candist_all",
+    }
+    assert set(trec["methods"]) == expected
+    for name, summary in trec["methods"].items():
+        _stat(summary["annotation"])
+        if name != "teacher_single":
+            _stat(summary["test"])
+
+    ablation = result["ablation"]
+    assert ablation["rows"] and {"config", "annotation", "test"} <= set(
+        ablation["rows"][0]
+    )
+
+    sweep = result["sweep"]
+    assert (tmp_path / sweep["plot"]).exists()
+    assert {"coverage", "mean_set_size", "f1", "annotation", "test"} <= set(
+        sweep["points"][0]
+    )
+    for corr in sweep["f1_vs_accuracy_correlation"].values():
+        assert {"pearson", "spearman", "n_runs"} <= set(corr)
