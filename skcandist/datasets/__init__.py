@@ -15,7 +15,12 @@ Each loader returns a :class:`Dataset` with ``texts``, ``labels`` (names),
 """
 
 from ._loaders import DATASETS, Dataset, get_data_home, load_dataset, load_sms_spam
-from ._simulate import OUR_TEACHERS, PAPER_TEACHERS, TEACHER_PROFILES, simulate_candidates
+from ._simulate import (
+    OUR_TEACHERS,
+    PAPER_TEACHERS,
+    TEACHER_PROFILES,
+    simulate_candidates,
+)
 
 __all__ = [
     "DATASETS",
