@@ -77,7 +77,7 @@ def annotator(base_url, **params):
     return CandidateAnnotator(LABELS, base_url=base_url, **params)
 
 
-def bench_concurrency(base_url, quick):
+def bench_concurrency(base_url, quick, latency):
     rows = []
     for n_jobs in (1, 4, 16, 64):
         waves = 2 if quick else 5
@@ -90,7 +90,7 @@ def bench_concurrency(base_url, quick):
         ann.annotate(texts)
         seconds = time.perf_counter() - start
         throughput = n / seconds
-        ideal = n_jobs / LATENCY
+        ideal = n_jobs / latency
         rows.append(
             {
                 "n_jobs": n_jobs,
@@ -158,17 +158,19 @@ def bench_styles(base_url, quick):
 
 def markdown(results):
     lines = [
-        f"Latency per request: {LATENCY} s (FakeLLMServer on 127.0.0.1)",
+        "FakeLLMServer on 127.0.0.1, in its own process, answering after a fixed "
+        "latency.",
         "",
-        "| n_jobs | requests | seconds | requests/s | ideal/s | ratio |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| latency s | n_jobs | requests | seconds | requests/s | ideal/s | ratio |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results["concurrency"]:
-        lines.append(
-            f"| {r['n_jobs']} | {r['requests']} | {r['seconds']} | "
-            f"{r['requests_per_s']} | {r['ideal_per_s']:.0f} | "
-            f"{r['ratio_to_ideal']} |"
-        )
+    for latency, rows in results["concurrency_by_latency"].items():
+        for r in rows:
+            lines.append(
+                f"| {latency} | {r['n_jobs']} | {r['requests']} | {r['seconds']} | "
+                f"{r['requests_per_s']} | {r['ideal_per_s']:.0f} | "
+                f"{r['ratio_to_ideal']} |"
+            )
     c = results["cached_rerun"]
     lines += [
         "",
@@ -196,25 +198,41 @@ def main(argv=None):
         default=str(Path(__file__).parent / "results" / "annotator_speed.json"),
         help="where to write the JSON results",
     )
+    parser.add_argument(
+        "--latencies",
+        type=float,
+        nargs="+",
+        default=[LATENCY, 1.0],
+        help="seconds the endpoint waits before each answer",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.latencies = args.latencies[:1]
     results = {
         "quick": args.quick,
-        "latency_s": LATENCY,
+        "latency_s": args.latencies[0],
         "python": sys.version.split()[0],
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
-    with served(LATENCY) as base_url:
-        results["concurrency"] = bench_concurrency(base_url, args.quick)
+    results["concurrency_by_latency"] = {}
+    for latency in args.latencies:
+        with served(latency) as base_url:
+            rows = bench_concurrency(base_url, args.quick, latency)
+        results["concurrency_by_latency"][str(latency)] = rows
+    # the first latency's rows, under the key that bench_cost.py reads
+    results["concurrency"] = results["concurrency_by_latency"][str(args.latencies[0])]
     with tempfile.TemporaryDirectory() as folder, served(0.0) as base_url:
         results["cached_rerun"] = bench_cached(base_url, args.quick, folder)
         results["styles"] = bench_styles(base_url, args.quick)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    print(markdown(results))
-    print(f"\nwritten to {out}")
+    table = markdown(results)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"\nwritten to {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -194,8 +194,25 @@ def sim_teacher(train, seed, dataset, size_profiles=None):
     return out, probs
 
 
+def _example_pool(train, args):
+    """Labelled demonstrations from the train split, disjoint from ``train``."""
+    full = load_split(train.name, "train", None)
+    used = set(train.texts)
+    rng = np.random.RandomState(0)
+    order = rng.permutation(len(full))
+    pool = [(full.texts[i], full.labels[i]) for i in order if full.texts[i] not in used]
+    return pool[: args.pool_size]
+
+
 def llm_teacher(train, args):
-    """Annotations from ``CandidateAnnotator`` for the three prompts."""
+    """Annotations from ``CandidateAnnotator``.
+
+    ``endpoint``: one chat request per text and prompt style ("single", "add",
+    "all"), as in the paper. ``local``: the embedded Gemma 3 270M scored by
+    label-name log-probabilities, one request per text; "add" keeps the labels
+    with at least half the top label's probability and "all" the most probable
+    labels up to 90% of the mass (the cached answers serve both).
+    """
     try:
         from skcandist import CandidateAnnotator
     except (ImportError, AttributeError) as exc:
@@ -203,15 +220,41 @@ def llm_teacher(train, args):
             f"--teacher {args.teacher} needs skcandist.CandidateAnnotator, which "
             f"is not importable here ({exc}); use --teacher sim."
         ) from exc
+    cache = args.cache_dir / f"answers_{args.teacher}.sqlite"
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    common = dict(
+        labels=dict(train.descriptions),
+        examples=_example_pool(train, args),
+        n_examples=args.n_examples,
+        cache=str(cache),
+        verbose=1 if args.verbose else 0,
+    )
+    texts = list(train.texts)
+    if args.teacher == "local":
+        from skcandist.llm.local import LocalLLMServer
+
+        rules = {"add": {"proba_ratio": 0.5}, "all": {"proba_mass": 0.9}}
+        out = {}
+        with LocalLLMServer() as server:
+            for prompt, rule in rules.items():
+                annotator = CandidateAnnotator(
+                    model=server.model,
+                    base_url=server.base_url,
+                    answer="logprobs",
+                    top_logprobs=1000,
+                    n_jobs=1,
+                    **rule,
+                    **common,
+                )
+                annotated = annotator.fit_transform(texts)
+                out[prompt] = (annotated.candidates, annotated.single)
+        return out
     out = {}
     for prompt in ("single", "add", "all"):
         annotator = CandidateAnnotator(
-            labels=dict(train.descriptions),
-            model=args.model,
-            base_url=None if args.teacher == "local" else args.base_url,
-            prompt=prompt,
+            model=args.model, base_url=args.base_url, prompt=prompt, **common
         )
-        annotated = annotator.fit_transform(list(train.texts))
+        annotated = annotator.fit_transform(texts)
         out[prompt] = (annotated.candidates, annotated.single)
     single = out.pop("single")[1]
     return {p: (cand, single) for p, (cand, _) in out.items()}
@@ -639,6 +682,12 @@ def parse_args(argv=None):
     parser.add_argument("--base-url", default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument(
+        "--pool-size", type=int, default=100, help="LLM teachers: labelled examples"
+    )
+    parser.add_argument(
+        "--n-examples", type=int, default=10, help="LLM teachers: demonstrations"
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="tiny slices, one seed, few epochs (for the tests)",
@@ -700,9 +749,10 @@ def main(argv=None):
         result["sweep"] = sweep(args, log, extra)
     result["wall_s"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(result, args.out / "quality.json")
-    write_text(markdown(result), args.out / "quality.md")
-    print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.md'}")
+    stem = "quality" if args.teacher == "sim" else f"quality_{args.teacher}"
+    write_json(result, args.out / f"{stem}.json")
+    write_text(markdown(result), args.out / f"{stem}.md")
+    print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")
     return result
 
 
