@@ -347,8 +347,9 @@ def table2(dataset, args, log):
             if args.methods and name not in args.methods:
                 continue
             annotated = _annotated(train, teacher[prompt][0], single)
+            extra = {"finetune": True} if args.finetune else {}
             result, dropped = run_student(
-                loss, annotated, train, test, args, seed, embed
+                loss, annotated, train, test, args, seed, embed, **extra
             )
             result["candidate_f1"] = stats[prompt][-1]["f1"] if loss != "ce" else None
             dropped_params.update(dropped)
@@ -551,7 +552,9 @@ def markdown(result):
     cfg = result["config"]
     lines += [
         f"Teacher: `{cfg['teacher']}`; student: `{result['student']}`; "
-        f"{cfg['seeds']} seed(s); frozen MiniLM; max_epochs={cfg['max_epochs']}. "
+        f"{cfg['seeds']} seed(s); "
+        f"{'fine-tuned' if cfg.get('finetune') else 'frozen'} MiniLM; "
+        f"max_epochs={cfg['max_epochs'] or 'default'}. "
         "Cells: annotation accuracy | test accuracy, mean ± std over seeds, in %. "
         "*Paper* columns are the paper's Table 2 (GPT-3.5 teacher, RoBERTa-base "
         "student), not our measurements.",
@@ -699,6 +702,11 @@ def parse_args(argv=None):
         default=CACHE,
         help="where frozen embeddings are cached as .npy",
     )
+    parser.add_argument(
+        "--finetune",
+        action="store_true",
+        help="students fine-tune the whole encoder (slow on a CPU: use a subsample)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -750,6 +758,8 @@ def main(argv=None):
     result["wall_s"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "quality" if args.teacher == "sim" else f"quality_{args.teacher}"
+    if args.finetune:
+        stem += "_finetune"
     write_json(result, args.out / f"{stem}.json")
     write_text(markdown(result), args.out / f"{stem}.md")
     print(f"wrote {args.out / (stem + '.json')} and {args.out / (stem + '.md')}")

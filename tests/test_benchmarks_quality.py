@@ -95,3 +95,41 @@ def test_bench_quality_quick(tmp_path, shared_data):
     )
     for corr in sweep["f1_vs_accuracy_correlation"].values():
         assert {"pearson", "spearman", "n_runs"} <= set(corr)
+
+
+@pytest.mark.slow
+def test_bench_quality_endpoint_teacher(tmp_path, shared_data, llm_server):
+    """``--teacher endpoint`` asks a real OpenAI-compatible server (here the
+    local test server, answering the gold label first and a wrong one second)
+    once per text and prompt style, and scores what it answered."""
+    from skcandist.datasets import load_dataset
+    from skcandist.testing import candidate_responder
+
+    train = load_dataset("trec", "train", data_home=shared_data)
+    answers = {
+        text: [label, "NUM" if label != "NUM" else "LOC"]
+        for text, label in zip(train.texts, train.labels)
+    }
+    llm_server.respond = candidate_responder(answers)
+    _run(
+        "bench_quality.py",
+        tmp_path,
+        "--teacher",
+        "endpoint",
+        "--base-url",
+        llm_server.base_url,
+        "--model",
+        "fake",
+        "--parts",
+        "table2",
+        "--n-examples",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    result = json.loads((tmp_path / "quality_endpoint.json").read_text())
+    trec = result["table2"]["trec"]
+    # three prompt styles, each text asked once
+    assert llm_server.n_requests == 3 * trec["n_train"]
+    assert trec["methods"]["teacher_single"]["annotation"]["mean"] == 1.0
+    assert trec["teacher_stats"]["all"]["coverage"]["mean"] == 1.0
