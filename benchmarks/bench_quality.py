@@ -560,12 +560,13 @@ def markdown(result):
         "student), not our measurements.",
         "",
     ]
+    teacher = "Simulated teacher" if cfg["teacher"] == "sim" else "Teacher"
     for dataset, res in result.get("table2", {}).items():
         lines += [
             f"## {dataset} (train {res['n_train']}, test {res['n_test']}, "
             f"{res['n_classes']} classes)",
             "",
-            "Simulated teacher statistics (training texts): "
+            f"{teacher} statistics (training texts): "
             + "; ".join(
                 f"{p}: single acc {fmt(s['single_accuracy'])}, coverage "
                 f"{fmt(s['coverage'])}, mean size {s['mean_set_size']['mean']:.2f}, "
