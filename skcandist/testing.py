@@ -85,7 +85,11 @@ class FakeLLMServer:
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -140,6 +144,16 @@ class FakeLLMServer:
         """Forget the faults not yet served."""
         with self._lock:
             self._faults.clear()
+
+    def reset(self):
+        """Forget the recorded requests and the faults not yet served.
+
+        Lets one server serve several tests (a module-scoped fixture) with a
+        clean count for each.
+        """
+        with self._lock:
+            self._faults.clear()
+            self.requests.clear()
 
     def _next_fault(self):
         with self._lock:

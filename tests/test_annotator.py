@@ -63,10 +63,8 @@ def shared_server():
 
 @pytest.fixture
 def server(shared_server):
-    """One server for the module (stopping one takes 0.5 s), reset per test."""
-    shared_server.clear_faults()
-    with shared_server._lock:
-        shared_server.requests.clear()
+    """One server for the module, reset before each test."""
+    shared_server.reset()
     shared_server.respond = by_text(ANSWERS)
     shared_server.latency = 0.0
     yield shared_server

@@ -22,9 +22,7 @@ def shared_server():
 
 @pytest.fixture
 def server(shared_server):
-    shared_server.clear_faults()
-    with shared_server._lock:
-        shared_server.requests.clear()
+    shared_server.reset()
     shared_server.respond = lambda r: '["a"]'
     yield shared_server
     shared_server.clear_faults()

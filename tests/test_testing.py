@@ -91,3 +91,13 @@ def test_rejects_non_loopback_host():
 def test_unknown_fault_kind(llm_server):
     with pytest.raises(ValueError, match="unknown fault"):
         llm_server.inject("explode")
+
+
+def test_reset_forgets_requests_and_pending_faults(llm_server):
+    client = _client(llm_server)
+    _ask(client)
+    llm_server.inject("500")
+    llm_server.reset()
+    assert llm_server.n_requests == 0
+    assert _ask(client).choices[0].message.content == "[]"
+    assert llm_server.n_requests == 1
