@@ -122,6 +122,32 @@ def bench_cached(base_url, quick, folder):
     }
 
 
+def bench_growth(base_url, quick, folder):
+    """Wall time and throughput as the data grows, with a persistent cache."""
+    rows = []
+    for n in (100, 200) if quick else (1000, 5000, 10000):
+        texts = [f"growth {n} text {i}" for i in range(n)]
+        cache = os.path.join(folder, f"growth-{n}.sqlite")
+        ann = annotator(base_url, n_jobs=16, cache=cache).fit()
+        start = time.perf_counter()
+        ann.annotate(texts)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        ann.annotate(texts)
+        cached = time.perf_counter() - start
+        rows.append(
+            {
+                "texts": n,
+                "seconds": round(first, 3),
+                "texts_per_s": round(n / first, 1),
+                "cached_rerun_seconds": round(cached, 3),
+                "cached_texts_per_s": round(n / cached, 1),
+                "cache_bytes": os.path.getsize(cache),
+            }
+        )
+    return rows
+
+
 def bench_styles(base_url, quick):
     train = load_sms_spam("train")
     pool = list(zip(train.texts[:200], train.labels[:200]))
@@ -187,6 +213,20 @@ def markdown(results):
             f"{r['prompt_tokens_per_text']} | {r['completion_tokens_per_text']} | "
             f"{r['estimated_prompt_tokens_per_text']} |"
         )
+    lines += [
+        "",
+        "Growth with the data (n_jobs 16, no latency: the client's own cost, "
+        "SQLite cache on):",
+        "",
+        "| texts | seconds | texts/s | cached rerun s | cached texts/s | cache MB |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results.get("growth", []):
+        lines.append(
+            f"| {r['texts']} | {r['seconds']} | {r['texts_per_s']} | "
+            f"{r['cached_rerun_seconds']} | {r['cached_texts_per_s']} | "
+            f"{r['cache_bytes'] / 1e6:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -226,6 +266,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as folder, served(0.0) as base_url:
         results["cached_rerun"] = bench_cached(base_url, args.quick, folder)
         results["styles"] = bench_styles(base_url, args.quick)
+        results["growth"] = bench_growth(base_url, args.quick, folder)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -21,7 +21,11 @@ def test_quick_benchmark_writes_its_results(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
-    assert {"concurrency", "cached_rerun", "styles", "latency_s"} <= set(results)
+    assert {"concurrency", "cached_rerun", "styles", "latency_s", "growth"} <= set(
+        results
+    )
+    assert [r["texts"] for r in results["growth"]] == [100, 200]
+    assert all(r["texts_per_s"] > 0 and r["cache_bytes"] > 0 for r in results["growth"])
     assert [r["n_jobs"] for r in results["concurrency"]] == [1, 4, 16, 64]
     for row in results["concurrency"]:
         assert {"requests_per_s", "ideal_per_s", "ratio_to_ideal"} <= set(row)
