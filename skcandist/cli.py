@@ -379,7 +379,11 @@ def _add_job_options(p):
     )
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
     p.add_argument("--model", default=None, help="model name at the endpoint")
-    p.add_argument("--prompt", default="all", choices=["single", "add", "all"])
+    p.add_argument(
+        "--prompt",
+        default=os.environ.get("SKCANDIST_PROMPT", "all"),
+        choices=["single", "add", "all"],
+    )
     p.add_argument("--task", default=None, help="one-line task description")
     p.add_argument(
         "--answer", default=None, choices=["json", "text", "logprobs", "chat_logprobs"]

@@ -226,3 +226,17 @@ def test_demo_runs_on_the_embedded_local_llm(tmp_path):
     ):
         assert 0.0 <= report["metrics"][key] <= 1.0
     assert "| student accuracy |" in done.stdout
+
+
+def test_environment_supplies_defaults(monkeypatch):
+    from skcandist.cli import build_parser
+
+    monkeypatch.setenv("SKCANDIST_PROMPT", "add")
+    monkeypatch.setenv("SKCANDIST_N_JOBS", "7")
+    monkeypatch.setenv("SKCANDIST_CACHE_FILE", "/tmp/x.sqlite")
+    args = build_parser().parse_args(["annotate", "d.csv", "--out", "o.csv"])
+    assert (args.prompt, args.n_jobs, args.cache) == ("add", 7, "/tmp/x.sqlite")
+    args = build_parser().parse_args(
+        ["annotate", "d.csv", "--out", "o", "--n-jobs", "2"]
+    )
+    assert args.n_jobs == 2
