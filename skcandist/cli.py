@@ -156,6 +156,7 @@ def _build_annotator(args, labels, examples, base_url, model, local):
         task=args.task,
         examples=examples,
         n_examples=args.n_examples,
+        retrieval=args.retrieval,
         n_jobs=args.n_jobs,
         cache=args.cache,
         random_state=args.seed,
@@ -390,6 +391,12 @@ def _add_job_options(p):
     )
     p.add_argument("--n-examples", type=int, default=10)
     p.add_argument(
+        "--retrieval",
+        default="embedding",
+        choices=["embedding", "tfidf", "random"],
+        help="how demonstrations are chosen from --examples",
+    )
+    p.add_argument(
         "--n-jobs", type=int, default=int(os.environ.get("SKCANDIST_N_JOBS", 4))
     )
     p.add_argument(
@@ -425,8 +432,9 @@ def build_parser():
     _add_job_options(p)
     p.add_argument("--n", type=int, default=80, help="texts to annotate")
     p.add_argument("--n-pool", type=int, default=100, help="labelled examples")
-    # The local model is slow on a CPU: fewer demonstrations keep prompts short.
-    p.set_defaults(n_examples=4)
+    # What works best for the small local base model (../shared/LOCAL_LLM.md):
+    # 8 demonstrations, the nearest by TF-IDF similarity.
+    p.set_defaults(n_examples=8, retrieval="tfidf")
     return parser
 
 
@@ -434,10 +442,14 @@ def main(argv=None):
     """Entry point; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="skcandist: %(message)s",
-    )
+    # Our own progress messages only: the root logger (and so httpx's line per
+    # request) stays as the user configured it.
+    if not _LOG.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("skcandist: %(message)s"))
+        _LOG.addHandler(handler)
+    _LOG.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    _LOG.propagate = False
     try:
         if args.command == "demo":
             run_demo(args)

@@ -81,7 +81,7 @@ def _set_verbose(verbose):
     """Log at INFO through this module's logger when ``verbose`` is true."""
     if verbose and not logger.isEnabledFor(logging.INFO):
         logger.setLevel(logging.INFO)
-    if verbose and not logging.getLogger().handlers and not logger.handlers:
+    if verbose and not logger.hasHandlers():
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("[skcandist] %(message)s"))
         logger.addHandler(handler)
