@@ -11,6 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._annotated import AnnotatedTexts
+from ._validation import check_texts
 from .exceptions import (
     AnnotationError,
     EmptyAnswerWarning,
@@ -29,67 +30,6 @@ _CALIBRATIONS = (None, "content_free", "batch")
 _ON_EMPTY = ("all", "abstain", "error")
 _ON_FAILURE = ("raise", "all", "abstain")
 _CONTENT_FREE_TEXT = "N/A"
-
-
-def check_texts(X, name="X"):
-    """Return ``X`` as a list of str, or raise naming the bad entries.
-
-    Parameters
-    ----------
-    X : sequence of str or AnnotatedTexts
-    name : str, default="X"
-
-    Returns
-    -------
-    list of str
-
-    Examples
-    --------
-    >>> check_texts(("a", "b"))
-    ['a', 'b']
-    >>> check_texts("a single string")
-    Traceback (most recent call last):
-    ...
-    skcandist.exceptions.InvalidInputError: X must be a list of texts, not a single string; wrap it: ['a single string'].
-    """  # noqa: E501
-    if isinstance(X, AnnotatedTexts):
-        X = X.texts
-    if isinstance(X, (str, bytes)):
-        shown = X if len(X) <= 40 else X[:37] + "..."
-        raise InvalidInputError(
-            f"{name} must be a list of texts, not a single string; wrap it: "
-            f"[{shown!r}]."
-        )
-    if hasattr(X, "ndim") and getattr(X, "ndim", 1) != 1:
-        raise InvalidInputError(
-            f"{name} must be a 1-D sequence of texts; got shape {X.shape}."
-        )
-    try:
-        texts = list(X)
-    except TypeError as exc:
-        raise InvalidInputError(
-            f"{name} must be a list of texts; got {type(X).__name__}."
-        ) from exc
-    if not texts:
-        raise InvalidInputError(f"{name} holds no texts.")
-    missing, wrong = [], []
-    for i, text in enumerate(texts):
-        if text is None or (isinstance(text, float) and np.isnan(text)):
-            missing.append(i)
-        elif not isinstance(text, str):
-            wrong.append(i)
-    if missing:
-        raise InvalidInputError(
-            f"{name} holds missing texts (None or NaN) at indices "
-            f"{missing[:10]}{' ...' if len(missing) > 10 else ''}; drop or fill them."
-        )
-    if wrong:
-        kinds = sorted({type(texts[i]).__name__ for i in wrong})
-        raise InvalidInputError(
-            f"{name} holds non-string entries ({', '.join(kinds)}) at indices "
-            f"{wrong[:10]}{' ...' if len(wrong) > 10 else ''}; texts must be str."
-        )
-    return [str(t) for t in texts]
 
 
 def _check_labels(labels):

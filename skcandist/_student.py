@@ -30,6 +30,7 @@ from torch import nn
 
 from . import losses as L
 from ._annotated import AnnotatedTexts
+from ._validation import check_texts
 from .encoders import encode, load_encoder, mean_pool, resolve_encoder
 from .exceptions import InvalidInputError, SkcandistWarning
 
@@ -218,37 +219,6 @@ class _RefineryNet(NeuralNet):
             mix_logits = self.module_.classify(mixed)
             total = total + L.soft_cross_entropy(mix_logits, mixed_q).mean()
         return eta * total
-
-
-def _check_texts(X, name="X"):
-    if isinstance(X, (str, bytes)):
-        raise InvalidInputError(
-            f"{name} must be a sequence of texts, not a single string; wrap it in "
-            "a list."
-        )
-    if sp.issparse(X):
-        raise InvalidInputError(f"{name} must be a sequence of texts, not a matrix.")
-    try:
-        texts = list(X)
-    except TypeError as exc:
-        raise InvalidInputError(
-            f"{name} must be a sequence of texts, not {type(X).__name__}."
-        ) from exc
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise InvalidInputError(
-            f"{name} must hold texts (str); items {bad[:10]} are not, e.g. "
-            f"{texts[bad[0]]!r} of type {type(texts[bad[0]]).__name__}."
-        )
-    if not texts:
-        raise InvalidInputError(f"{name} holds no texts.")
-    return texts
-
-
-def _texts_of(X):
-    if isinstance(X, AnnotatedTexts):
-        return _check_texts(X.texts)
-    return _check_texts(X)
 
 
 def _check_matrix(y, n_texts):
@@ -527,13 +497,13 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
     def _check_targets(self, X, y, classes):
         """Texts, dense candidate matrix, classes and single labels of the input."""
         if isinstance(X, AnnotatedTexts):
-            texts = _texts_of(X)
+            texts = check_texts(X)
             cands = _check_matrix(X.candidates, len(texts))
             classes = np.asarray(X.classes if classes is None else classes)
             single = X.single
             single = None if single is None else np.asarray(single, dtype=int)
         else:
-            texts = _check_texts(X)
+            texts = check_texts(X)
             if y is None:
                 raise InvalidInputError(
                     "y is required: a candidate matrix (n_texts, n_classes) or "
@@ -724,7 +694,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         if augmented is None and self.augment is not None:
             augmented = self.augment(list(texts))
         if augmented is not None:
-            augmented = _check_texts(augmented, "augmented")
+            augmented = check_texts(augmented, "augmented")
             if len(augmented) != len(texts):
                 raise InvalidInputError(
                     f"augmented holds {len(augmented)} texts for {len(texts)} texts."
@@ -805,7 +775,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         ndarray of shape (n_texts, n_classes)
         """
         check_is_fitted(self, "net_")
-        texts = _texts_of(X)
+        texts = check_texts(X)
         inputs = self._inputs(texts)
         probs = self.net_.predict_proba(inputs)
         return np.asarray(probs, dtype=np.float64)

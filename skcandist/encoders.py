@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validation import check_texts
 from .exceptions import InvalidInputError
 
 __all__ = [
@@ -226,17 +227,6 @@ def clear_memory_cache():
     _MODELS.clear()
 
 
-def _check_texts(texts):
-    texts = list(texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise InvalidInputError(
-            f"texts must be strings; items {bad[:10]} are not (e.g. "
-            f"{texts[bad[0]]!r} of type {type(texts[bad[0]]).__name__})."
-        )
-    return texts
-
-
 def encode(
     texts,
     encoder=None,
@@ -273,7 +263,7 @@ def encode(
     >>> emb.shape, bool(np.allclose(emb[0], emb[1]))
     ((2, 384), True)
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts, "texts", allow_empty=True)
     path = resolve_encoder(encoder)
     keys = [_text_key(path, (max_length, bool(normalize)), t) for t in texts]
     found = {}
