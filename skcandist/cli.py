@@ -230,7 +230,7 @@ def run_job(args, evaluate=False, out=None):
         annotator = _build_annotator(
             args, labels, examples, base_url, model, local=server is not None
         )
-        _say(out, args, f"LLM phase: {len(texts)} texts, {base_url}, model {model}")
+        _say(args, f"LLM phase: {len(texts)} texts, {base_url}, model {model}")
         annotated = annotator.fit_transform(texts)
     finally:
         if server is not None:
@@ -239,7 +239,7 @@ def run_job(args, evaluate=False, out=None):
 
     from ._student import CanDistClassifier
 
-    _say(out, args, "student phase: training on the candidate sets")
+    _say(args, "student phase: training on the candidate sets")
     student = CanDistClassifier(
         loss=args.loss, random_state=args.seed, verbose=0 if args.quiet else 1
     )
@@ -309,7 +309,7 @@ def _write_output(path, rows, fields, candidates, classes, final, proba):
     os.replace(tmp, path)
 
 
-def _say(out, args, message):
+def _say(args, message):
     if not args.quiet:
         print(message, file=sys.stderr)
 

@@ -184,10 +184,11 @@ class FakeLLMServer:
         usage = dict(usage)
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         model = body.get("model", "fake")
+        # the generated token: the most probable one offered, else the content
+        first = max(top, key=top.get) if top else content
         if endpoint == "chat":
             logprobs = None
             if top is not None:
-                first = max(top, key=top.get) if top else content
                 logprobs = {
                     "content": [
                         {
@@ -211,7 +212,6 @@ class FakeLLMServer:
         else:
             logprobs = None
             if top is not None:
-                first = max(top, key=top.get) if top else content
                 logprobs = {
                     "tokens": [first],
                     "token_logprobs": [top.get(first, 0.0)],
