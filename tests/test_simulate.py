@@ -8,6 +8,7 @@ from skcandist.datasets._simulate import (
     OUR_TEACHERS,
     PAPER_TEACHERS,
     TEACHER_PROFILES,
+    WEAK_TEACHERS,
     _gold_indices,
     _oof_probabilities,
     simulate_candidates,
@@ -141,6 +142,11 @@ def test_deterministic_and_shared_single_labels():
 
 def test_profiles():
     assert set(TEACHER_PROFILES) == set(PAPER_TEACHERS) | set(OUR_TEACHERS)
+    assert set(WEAK_TEACHERS) == set(OUR_TEACHERS)
+    for key, weak in WEAK_TEACHERS.items():
+        assert weak["single_accuracy"] < OUR_TEACHERS[key]["single_accuracy"]
+        assert weak["coverage"] >= weak["single_accuracy"]
+    assert WEAK_TEACHERS[("sst2", "all")]["mean_set_size"] == 1.3
     assert PAPER_TEACHERS[("trec", "all")] == dict(
         single_accuracy=0.7107, coverage=0.8909, mean_set_size=1.70
     )
@@ -160,6 +166,12 @@ def test_profiles():
         (dict(mean_set_size=4.5), "too large"),
         (dict(n_splits=1), "n_splits"),
         (dict(pred_probs=np.ones((3, 2))), "pred_probs"),
+        (dict(teacher_errors="bert"), "teacher_errors"),
+        (dict(teacher_errors="embedding", features=np.ones((3, 2))), "features"),
+        (
+            dict(teacher_errors="embedding", features=np.full((100, 2), np.nan)),
+            "NaN",
+        ),
     ],
 )
 def test_bad_input(kwargs, match):
@@ -193,3 +205,42 @@ def test_bad_labels():
         simulate_candidates(
             ["a"], ["x"], ["x"], single_accuracy=1, coverage=1, mean_set_size=1
         )
+
+
+def _embedded_topics(n=400, random_state=0):
+    """Texts whose embeddings (here: two made-up coordinates) put half of one
+    class among the other, and whose words say nothing of the class."""
+    rng = np.random.RandomState(random_state)
+    labels = np.array(["a", "b"] * (n // 2))
+    texts = [f"text number {i}" for i in range(n)]
+    features = rng.normal(size=(n, 2))
+    features[:, 0] += np.where(labels == "a", 2.0, -2.0)
+    hidden = np.flatnonzero(labels == "a")[: n // 8]
+    features[hidden, 0] = -2.0  # these "a" texts look like "b" to an embedding
+    return texts, labels, features, hidden
+
+
+def test_embedding_errors_fall_where_the_embeddings_are_ambiguous():
+    texts, labels, features, hidden = _embedded_topics()
+    target = dict(single_accuracy=0.85, coverage=0.9, mean_set_size=1.2)
+    cand, single = simulate_candidates(
+        texts,
+        labels,
+        ["a", "b"],
+        teacher_errors="embedding",
+        features=features,
+        random_state=0,
+        **target,
+    )
+    acc, cov, size = _realised(cand, single, labels, ["a", "b"])
+    assert abs(acc - 0.85) <= TOL and abs(cov - 0.9) <= TOL
+    assert abs(size - 1.2) <= TOL
+    wrong = single != _gold_indices(labels, ["a", "b"])
+    # The texts hidden among the other class take most of the errors ...
+    assert wrong[hidden].mean() > 2 * wrong.mean()
+    # ... which TF-IDF features (identical texts but for a number) cannot place.
+    _, tfidf_single = simulate_candidates(
+        texts, labels, ["a", "b"], random_state=0, **target
+    )
+    tfidf_wrong = tfidf_single != _gold_indices(labels, ["a", "b"])
+    assert tfidf_wrong[hidden].mean() < wrong[hidden].mean() / 2

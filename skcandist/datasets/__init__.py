@@ -8,7 +8,8 @@
 
 :func:`simulate_candidates` plays an LLM teacher from gold labels, with errors
 that fall on the plausible labels of each text, calibrated to the candidate-set
-statistics that the CanDist paper reports (``PAPER_TEACHERS``).
+statistics that the CanDist paper reports (``PAPER_TEACHERS``), with errors
+placed by TF-IDF or by sentence-embedding features (``TEACHER_ERRORS``).
 
 Each loader returns a :class:`Dataset` with ``texts``, ``labels`` (names),
 ``classes`` and ``descriptions`` (label name -> one-line description).
@@ -18,7 +19,9 @@ from ._loaders import DATASETS, Dataset, get_data_home, load_dataset, load_sms_s
 from ._simulate import (
     OUR_TEACHERS,
     PAPER_TEACHERS,
+    TEACHER_ERRORS,
     TEACHER_PROFILES,
+    WEAK_TEACHERS,
     simulate_candidates,
 )
 
@@ -32,4 +35,6 @@ __all__ = [
     "PAPER_TEACHERS",
     "OUR_TEACHERS",
     "TEACHER_PROFILES",
+    "WEAK_TEACHERS",
+    "TEACHER_ERRORS",
 ]
