@@ -33,10 +33,18 @@ from ._annotated import AnnotatedTexts
 from ._validation import check_texts
 from .encoders import encode, load_encoder, mean_pool, resolve_encoder
 from .exceptions import InvalidInputError, SkcandistWarning
+from .teacher_model import fit_teacher_model
 
 __all__ = ["CanDistClassifier"]
 
 _LOSSES = ("candist", "proden", "cc", "lws", "cavl", "ce")
+_TEACHER_MODELS = ("em", None)
+# Out-of-fold splits of the teacher model; with fewer than twice as many texts,
+# there is none (the refinery then starts from the candidate sets, as the paper).
+_TEACHER_FOLDS = 5
+# A class with at least this posterior under the teacher model passes the
+# out-of-candidate filter as if it were in the set.
+_PLAUSIBLE = 0.1
 
 
 def _softmax(logits):
@@ -100,12 +108,57 @@ class _FineTuned(nn.Module):
         return self.classify(self.embed(input_ids, attention_mask))
 
 
+class _TensorBatches:
+    """Mini-batches sliced from whole tensors (skorch's iterator, without collation).
+
+    skorch's default ``DataLoader`` builds every batch sample by sample and
+    collates it; on cached embeddings that costs more than the training step.
+    This iterable holds the inputs as tensors once and yields index slices of
+    them, in a fresh random order per pass when ``shuffle`` is set.
+    """
+
+    def __init__(self, dataset, batch_size, shuffle=False, generator=None):
+        from torch.utils.data import Subset
+
+        rows = None
+        if isinstance(dataset, Subset):
+            rows = torch.as_tensor(np.asarray(dataset.indices), dtype=torch.long)
+            dataset = dataset.dataset
+        X, y = dataset.X, dataset.y
+        self.X = {k: torch.as_tensor(np.asarray(v)) for k, v in X.items()}
+        self.y = None if y is None else torch.as_tensor(np.asarray(y))
+        if rows is not None:
+            self.X = {k: v[rows] for k, v in self.X.items()}
+            self.y = None if self.y is None else self.y[rows]
+        self.n = len(next(iter(self.X.values())))
+        self.batch_size = self.n if batch_size == -1 else int(batch_size)
+        self.shuffle = shuffle
+        self.generator = generator
+
+    def __len__(self):
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        order = (
+            torch.randperm(self.n, generator=self.generator) if self.shuffle else None
+        )
+        for start in range(0, self.n, self.batch_size):
+            stop = min(start + self.batch_size, self.n)
+            rows = order[start:stop] if order is not None else slice(start, stop)
+            Xb = {k: v[rows] for k, v in self.X.items()}
+            yb = None if self.y is None else self.y[rows]
+            yield Xb, yb
+
+
 class _RefineryNet(NeuralNet):
     """skorch net whose training step is the chosen partial-label loss.
 
     Per-sample state (set by :meth:`CanDistClassifier.fit` before training):
-    ``candidates_t`` (n, C), ``single_t`` (n,), ``targets_t`` (the re-normalised
-    targets q, Eq. 1), ``probs_t`` (the latest prediction of each sample),
+    ``candidates_t`` (n, C), ``weights_t`` (n, C: the re-normalisation weights,
+    the candidate mask or the teacher model's posterior), ``filter_t`` (the
+    classes that pass the out-of-candidate filter), ``single_t`` (n,),
+    ``targets_t`` (the re-normalised targets q, Eq. 1), ``probs_t`` (the latest
+    prediction of each sample),
     ``groups_t`` / ``predicted_t`` (the refinery's epoch-wise selection),
     ``visited_t`` (samples trained on so far), ``rng`` (mixup draws) and
     ``refinery`` (a dict of the estimator's loss settings).
@@ -124,7 +177,7 @@ class _RefineryNet(NeuralNet):
             groups[seen], predicted[seen] = L.refinery_groups(
                 self.probs_t[seen],
                 self.targets_t[seen],
-                self.candidates_t[seen],
+                self.filter_t[seen],
                 delta=cfg["delta"],
                 tau=cfg["tau"],
                 filter_out_of_candidate=cfg["filter_out_of_candidate"],
@@ -136,6 +189,18 @@ class _RefineryNet(NeuralNet):
         self.history.record("n_selected", int((groups == L.SMALL_LOSS).sum()))
         self.history.record("n_confident_out", int((groups == L.CONFIDENT_OUT).sum()))
         self.history.record("n_ignored", int((groups == L.OUT).sum()))
+
+    def get_iterator(self, dataset, training=False):
+        X = getattr(getattr(dataset, "dataset", dataset), "X", None)
+        if not isinstance(X, dict):
+            return super().get_iterator(dataset, training=training)
+        params = self.get_params_for("iterator_train" if training else "iterator_valid")
+        return _TensorBatches(
+            dataset,
+            params.get("batch_size", self.batch_size),
+            shuffle=bool(params.get("shuffle", False)),
+            generator=params.get("generator"),
+        )
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         # Used on a validation split: the CC loss (mass on the candidate set).
@@ -188,7 +253,7 @@ class _RefineryNet(NeuralNet):
         self.probs_t[index] = probs
         self.visited_t[index] = True
         if cfg["renormalize"]:
-            self.targets_t[index] = L.renormalize(probs, self.candidates_t[index])
+            self.targets_t[index] = L.renormalize(probs, self.weights_t[index])
         return {"loss": loss, "y_pred": logits}
 
     def _extras(self, Xi, embeddings, logits, qhat, has):
@@ -317,6 +382,19 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         Mixing weights are drawn from Beta(mixup_alpha, mixup_alpha).
     lws_beta : float, default=1.0
         Weight of the non-candidate term of ``loss="lws"``.
+    teacher_model : {"em", None}, default="em"
+        ``loss="candist"`` only. "em" first learns, without gold labels, how
+        reliable each kind of teacher answer is (a sole candidate, the preferred
+        label of several, another member, a label outside the set) with
+        :func:`skcandist.teacher_model.fit_teacher_model`: EM between those
+        rates and out-of-fold predictions on frozen embeddings. Its posterior
+        replaces the uniform initial targets and the 0/1 mask of Eq. 1's
+        re-normalisation, and a class it finds plausible (posterior >= 0.1)
+        passes the out-of-candidate filter. This goes beyond the paper: it uses
+        the teacher's preferred label (``AnnotatedTexts.single``) and lets a
+        label outside the set become a target when the evidence is strong.
+        None is the paper's refinery (uniform targets over the set). Skipped for
+        fewer than 10 texts.
     validation_fraction : float, default=None
         Hold out this fraction of the training texts (never trained on) and stop
         when their CC loss -- how much mass the student puts on their candidate
@@ -350,6 +428,11 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         refinery's group sizes ``n_selected``, ``n_confident_out``, ``n_ignored``).
     n_features_in_ : int
         Dimension of the encoder's embeddings.
+    answer_reliability_ : dict or None
+        With ``teacher_model="em"``: the learnt share of texts whose true class
+        is the sole candidate, the preferred one of several, another member, or
+        outside the set (keys "sole", "primary", "other", "outside"); None
+        without a teacher model.
 
     Notes
     -----
@@ -404,6 +487,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         ramp_epochs=10,
         mixup_alpha=4.0,
         lws_beta=1.0,
+        teacher_model="em",
         validation_fraction=None,
         patience=5,
         augment=None,
@@ -438,6 +522,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         self.ramp_epochs = ramp_epochs
         self.mixup_alpha = mixup_alpha
         self.lws_beta = lws_beta
+        self.teacher_model = teacher_model
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.augment = augment
@@ -488,6 +573,10 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             isinstance(self.lr, numbers.Real) and self.lr > 0
         ):
             raise InvalidInputError(f"lr must be a positive number, not {self.lr!r}.")
+        if self.teacher_model not in _TEACHER_MODELS:
+            raise InvalidInputError(
+                f"teacher_model must be 'em' or None, not {self.teacher_model!r}."
+            )
         if self.augment is not None and not callable(self.augment):
             raise InvalidInputError(
                 "augment must be a callable texts -> texts (pass precomputed "
@@ -691,6 +780,9 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         """
         self._check_params()
         texts, cands, classes, single = self._check_targets(X, y, classes)
+        primary = (
+            single if isinstance(X, AnnotatedTexts) and X.single is not None else None
+        )
         if augmented is None and self.augment is not None:
             augmented = self.augment(list(texts))
         if augmented is not None:
@@ -704,6 +796,16 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         seed = 0 if self.random_state is None else int(self.random_state)
         dim = inputs["x"].shape[1] if not self.finetune else None
         warmup = min(self.warmup_epochs, max(self.max_epochs // 3, 0))
+        teacher = None
+        if (
+            self.loss == "candist"
+            and self.teacher_model == "em"
+            and len(texts) >= 2 * _TEACHER_FOLDS
+        ):
+            features = inputs["x"] if not self.finetune else self._embed(texts)
+            teacher = fit_teacher_model(
+                features, cands, primary, n_splits=_TEACHER_FOLDS, random_state=seed
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = self._build_module(len(classes), dim)
@@ -713,6 +815,17 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             net.candidates_t = cands_t
             net.single_t = torch.as_tensor(single, dtype=torch.long)
             net.targets_t = L.uniform_targets(cands_t)
+            net.weights_t = cands_t
+            net.filter_t = cands_t
+            if teacher is not None:
+                # The teacher model's posterior is the initial target and the
+                # weights of Eq. 1's re-normalisation (a soft candidate set that
+                # keeps the out-of-fold evidence); a class it finds plausible
+                # counts as a candidate for the out-of-candidate filter.
+                posterior = torch.as_tensor(teacher.posterior, dtype=torch.float32)
+                net.targets_t = posterior.clone()  # overwritten as samples are seen
+                net.weights_t = posterior
+                net.filter_t = ((posterior >= _PLAUSIBLE) | (cands_t > 0)).float()
             net.probs_t = L.uniform_targets(torch.ones_like(cands_t))
             net.visited_t = torch.zeros(len(texts), dtype=torch.bool)
             net.rng = np.random.RandomState(seed)
@@ -743,6 +856,11 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             net.partial_fit(inputs, cands)
         self._release_buffers(net)
         self.net_ = net
+        self.answer_reliability_ = (
+            None
+            if teacher is None
+            else dict(zip(("sole", "primary", "other", "outside"), teacher.theta))
+        )
         self.n_features_in_ = dim if dim is not None else module.out.in_features
         return self
 
@@ -750,6 +868,8 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
     def _release_buffers(net):
         for name in (
             "candidates_t",
+            "weights_t",
+            "filter_t",
             "single_t",
             "targets_t",
             "probs_t",

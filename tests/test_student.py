@@ -271,6 +271,7 @@ def test_bad_input_raises_a_clear_error(texts, y, classes, match):
         ({"lr": -1.0}, "lr"),
         ({"augment": "back-translate"}, "augment"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"teacher_model": "dawid-skene"}, "teacher_model"),
     ],
 )
 def test_bad_parameters_raise(params, match):
@@ -387,6 +388,52 @@ def test_finetune_trains_the_whole_encoder_on_a_tiny_slice():
     assert np.allclose(again.predict_proba(TEXTS), proba, atol=1e-6)
 
 
+# ------------------------------------------------------------ teacher model
+def _separable(n=60, random_state=0):
+    """Texts whose words give the class away; the teacher is unsure on a third
+    and wrong on some sets."""
+    rng = np.random.RandomState(random_state)
+    words = {"spam": ["prize", "free", "cash", "win"], "ham": ["lunch", "noon", "meet"]}
+    gold = rng.choice(CLASSES, n)
+    texts = [
+        " ".join(rng.choice(words[g], 3)) + f" message {i}" for i, g in enumerate(gold)
+    ]
+    single = np.array([CLASSES.index(g) for g in gold])
+    cands = np.eye(2)[single]
+    cands[: n // 3] = 1
+    return texts, gold, cands, single
+
+
+def test_teacher_model_learns_answer_reliability_and_can_be_switched_off():
+    texts, _, cands, single = _separable()
+    annotated = AnnotatedTexts(texts, cands, CLASSES, single=single)
+    with_model = CanDistClassifier(**FAST).fit(annotated)
+    rates = with_model.answer_reliability_
+    assert set(rates) == {"sole", "primary", "other", "outside"}
+    assert sum(rates.values()) == pytest.approx(1.0)
+    assert rates["primary"] > rates["other"]
+    paper = CanDistClassifier(teacher_model=None, **FAST).fit(annotated)
+    assert paper.answer_reliability_ is None
+    assert not np.allclose(with_model.predict_proba(texts), paper.predict_proba(texts))
+    # Baselines never use it.
+    baseline = CanDistClassifier("proden", **FAST).fit(annotated)
+    assert baseline.answer_reliability_ is None
+
+
+def test_teacher_model_reads_the_preferred_label():
+    texts, _, cands, single = _separable()
+    flipped = single.copy()
+    flipped[: len(texts) // 3] = 1 - flipped[: len(texts) // 3]  # unsure sets only
+    a = CanDistClassifier(**FAST).fit(AnnotatedTexts(texts, cands, CLASSES, single))
+    b = CanDistClassifier(**FAST).fit(AnnotatedTexts(texts, cands, CLASSES, flipped))
+    assert not np.allclose(a.predict_proba(texts), b.predict_proba(texts))
+
+
+def test_teacher_model_is_skipped_on_too_few_texts():
+    clf = _fit()  # 8 texts: too few for its out-of-fold predictions
+    assert clf.answer_reliability_ is None
+
+
 # ------------------------------------------------------ quality on real data
 @pytest.fixture(scope="session")
 def trec_task(shared_data):
@@ -458,3 +505,50 @@ def test_candist_beats_logistic_regression_on_frozen_embeddings(trec_results):
     candist, lr = trec_results["candist"], trec_results["lr"]
     assert candist[0] >= lr[0] + 0.01, trec_results
     assert candist[1] >= lr[1] + 0.01, trec_results
+
+
+# ------------------------------------- the quality rule on a binary slice
+@pytest.fixture(scope="session")
+def sst2_results(shared_data):
+    """SST-2 slice, a simulated binary teacher (right on 88%, 1.2 labels per set):
+    accuracy of the teacher, of LR on its labels, and of the default student."""
+    from sklearn.linear_model import LogisticRegression
+
+    from skcandist.datasets import OUR_TEACHERS, load_dataset, simulate_candidates
+    from skcandist.encoders import encode
+
+    train = load_dataset("sst2", "train", n_samples=1000, data_home=shared_data)
+    test = load_dataset("sst2", "test", n_samples=500, data_home=shared_data)
+    classes = np.array(train.classes)
+    with _one_thread():
+        cands, single = simulate_candidates(
+            train.texts,
+            train.labels,
+            train.classes,
+            random_state=0,
+            **OUR_TEACHERS[("sst2", "all")],
+        )
+        x_train, x_test = encode(train.texts), encode(test.texts)
+        lr = LogisticRegression(max_iter=2000, C=10.0).fit(x_train, classes[single])
+        results = {
+            "teacher": (float(np.mean(classes[single] == train.labels)), None),
+            "lr": (lr.score(x_train, train.labels), lr.score(x_test, test.labels)),
+        }
+        annotated = AnnotatedTexts(train.texts, cands, train.classes, single)
+        clf = CanDistClassifier(random_state=0).fit(annotated)
+        results["candist"] = (
+            clf.score(train.texts, train.labels),
+            clf.score(test.texts, test.labels),
+        )
+    return results
+
+
+@pytest.mark.slow
+def test_binary_student_is_never_below_the_teacher_or_a_single_label_peer(
+    sst2_results,
+):
+    """The rule of benchmarks/bench_quality.py on a slice: annotation at most
+    half a point below the teacher's own labels and LR, test below LR."""
+    candist, teacher, lr = (sst2_results[k] for k in ("candist", "teacher", "lr"))
+    assert candist[0] >= max(teacher[0], lr[0]) - 0.005, sst2_results
+    assert candist[1] >= lr[1] - 0.005, sst2_results
