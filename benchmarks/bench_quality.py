@@ -30,6 +30,14 @@ Examples::
     python benchmarks/bench_quality.py --quick
     python benchmarks/bench_quality.py --teacher endpoint \\
         --base-url https://api.openai.com/v1 --model gpt-3.5-turbo-0125
+
+Two processes, one per core, then one result::
+
+    python benchmarks/bench_quality.py --datasets trec banking77 --parts table2 \\
+        ablation --out /tmp/q1 &
+    python benchmarks/bench_quality.py --datasets sst2 sms_spam --parts table2 \\
+        sweep --out /tmp/q2
+    python benchmarks/bench_quality.py merge /tmp/q1 /tmp/q2
 """
 
 import argparse
@@ -167,20 +175,43 @@ def run_student(loss, annotated, train, test, args, seed, embed, **params):
 
 
 # ---------------------------------------------------------------- the teachers
-def sim_teacher(train, seed, dataset, size_profiles=None):
-    """Simulated "add" and "all" annotations (sharing one single label per text)."""
+def sim_teacher(
+    train,
+    seed,
+    dataset,
+    size_profiles=None,
+    errors="tfidf",
+    profile="default",
+    features=None,
+):
+    """Simulated "add" and "all" annotations (sharing one single label per text).
+
+    ``errors``: where the teacher errs ("tfidf" or "embedding", the latter on
+    ``features``, the student's own frozen embeddings); ``profile``: "default"
+    (the paper's Table 8, our binary profiles) or "weak" (the weaker binary
+    teachers of ``WEAK_TEACHERS``).
+    """
     from skcandist.datasets._simulate import (
         TEACHER_PROFILES,
+        WEAK_TEACHERS,
         _gold_indices,
         _oof_probabilities,
         simulate_candidates,
     )
 
     gold = _gold_indices(train.labels, train.classes)
-    probs = _oof_probabilities(train.texts, gold, len(train.classes), 5, seed)
+    probs = _oof_probabilities(
+        train.texts,
+        gold,
+        len(train.classes),
+        5,
+        seed,
+        features=features if errors == "embedding" else None,
+    )
     out = {}
+    table = WEAK_TEACHERS if profile == "weak" else TEACHER_PROFILES
     profiles = size_profiles or {
-        prompt: TEACHER_PROFILES[(dataset, prompt)] for prompt in ("add", "all")
+        prompt: table[(dataset, prompt)] for prompt in ("add", "all")
     }
     for prompt, profile in profiles.items():
         out[prompt] = simulate_candidates(
@@ -261,10 +292,28 @@ def llm_teacher(train, args):
 
 
 # ---------------------------------------------------------------- the parts
-def _teacher_for(train, seed, dataset, args):
+def _teacher_for(train, seed, dataset, args, errors="tfidf", profile="default"):
     if args.teacher == "sim":
-        return sim_teacher(train, seed, dataset)[0]
+        features = None
+        if errors == "embedding":
+            features = frozen_embeddings(train, args.n_train, cache_dir=args.cache_dir)
+        return sim_teacher(
+            train, seed, dataset, errors=errors, profile=profile, features=features
+        )[0]
     return llm_teacher(train, args)
+
+
+def teacher_settings(dataset, args):
+    """The (errors, profile) pairs to run on ``dataset``: weak profiles exist for
+    the binary sets only; an LLM teacher is one setting."""
+    from skcandist.datasets._simulate import WEAK_TEACHERS
+
+    if args.teacher != "sim":
+        return [("llm", "llm")]
+    profiles = [
+        p for p in args.profiles if p == "default" or (dataset, "all") in WEAK_TEACHERS
+    ]
+    return [(e, p) for e in args.teacher_errors for p in profiles]
 
 
 def _annotated(train, candidates, single):
@@ -311,8 +360,8 @@ def _sklearn_baselines(single, x_train, x_test, train, test, seed):
     return out
 
 
-def table2(dataset, args, log):
-    """All methods on one data set, over the seeds."""
+def table2(dataset, args, log, errors="tfidf", profile="default"):
+    """All methods on one data set and teacher setting, over the seeds."""
     from skcandist.metrics import candidate_report
 
     train = load_split(dataset, "train", args.n_train)
@@ -325,7 +374,7 @@ def table2(dataset, args, log):
     stats = {"add": [], "all": []}
     dropped_params = {}
     for seed in range(args.seeds):
-        teacher = _teacher_for(train, seed, dataset, args)
+        teacher = _teacher_for(train, seed, dataset, args, errors, profile)
         single = teacher["all"][1]
         runs["teacher_single"].append(
             {"annotation": float(np.mean(classes[single] == train.labels))}
@@ -365,6 +414,9 @@ def table2(dataset, args, log):
             if any(key in r for r in results)
         }
     return {
+        "dataset": dataset,
+        "teacher_errors": errors,
+        "profile": profile,
         "n_train": len(train),
         "n_test": len(test),
         "n_classes": len(classes),
@@ -395,10 +447,15 @@ def ablation(args, log):
     )
     rows = []
     configs = [("CC (no refinery)", "cc", {})]
+    paper = {"teacher_model": None} if "teacher_model" in accepted else {}
     for k in range(len(steps) + 1):
         params = {s: (i < k) for i, s in enumerate(steps)}
         label = "+ " + steps[k - 1] if k else "none (uniform targets over s)"
-        configs.append((label, "candist", params))
+        configs.append((label, "candist", {**params, **paper}))
+    if paper:
+        configs.append(
+            ("+ teacher_model='em' (beyond the paper; the default)", "candist", {})
+        )
     teachers = [
         _teacher_for(train, seed, "trec", args) for seed in range(args.ablation_seeds)
     ]
@@ -530,6 +587,90 @@ def _plot_sweep(points, path):
 
 # ---------------------------------------------------------------- reporting
 PEERS = ("cleanlab", "student_ce", "lr_single")
+#: Peers of the quality rule: annotation against the teacher's own labels and
+#: every single-label learner; test against every single-label learner.
+RULE_PEERS = {
+    "annotation": ("teacher_single", "lr_single", "cleanlab", "student_ce"),
+    "test": ("lr_single", "cleanlab", "student_ce"),
+}
+#: The rule (issue 9): never more than 0.5 point below the best peer; where the
+#: sets carry information (>= 4 classes, coverage >= 0.8) at least 2 points
+#: (annotation) and 1 point (test) above it.
+NEVER_WORSE = -0.5
+CLEAR_WIN = {"annotation": 2.0, "test": 1.0}
+
+
+def setting_key(dataset, errors, profile):
+    """``dataset`` alone for the default simulated teacher, else with its setting."""
+    if (errors, profile) in (("tfidf", "default"), ("llm", "llm")):
+        return dataset
+    return f"{dataset}/{errors}" + ("" if profile == "default" else f"/{profile}")
+
+
+def rule(res, method="candist_all"):
+    """Margins of ``method`` over its best peer (in points) and the verdict."""
+    methods = res["methods"]
+    if method not in methods:
+        return {}
+    coverage = res["teacher_stats"]["all"]["coverage"]["mean"]
+    informative = res["n_classes"] >= 4 and coverage >= 0.8
+    out = {"method": method, "informative": informative, "pass": True}
+    for key, peers in RULE_PEERS.items():
+        values = {
+            p: methods[p][key]["mean"] for p in peers if key in methods.get(p, {})
+        }
+        if not values or key not in methods[method]:
+            continue
+        best = max(values, key=values.get)
+        margin = (methods[method][key]["mean"] - values[best]) * 100
+        needed = CLEAR_WIN[key] if informative else NEVER_WORSE
+        out[key] = {"best_peer": best, "margin": margin, "needed": needed}
+        out["pass"] = out["pass"] and margin >= needed - 1e-9
+    return out
+
+
+def rule_table(result):
+    """The rule's verdict for every data set and teacher setting."""
+    lines = [
+        "## The quality rule, CanDist on 'all' sets with its defaults",
+        "",
+        "Margins in points over the best single-label peer (annotation: the "
+        "teacher's labels, LogisticRegression, cleanlab, CE student; test: the "
+        "three learners). Needed: >= -0.5 everywhere, >= +2 | +1 where the sets "
+        "carry information (>= 4 classes and coverage >= 0.8).",
+        "",
+        "| data set / teacher | teacher acc | coverage | CanDist | best peer | "
+        "margin | needed | pass |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, res in result.get("table2", {}).items():
+        verdict = result.get("rule", {}).get(key) or {}
+        if "annotation" not in verdict:
+            continue
+        stats = res["teacher_stats"]["all"]
+        methods = res["methods"]
+        cells = []
+        for part in ("annotation", "test"):
+            v = verdict.get(part)
+            if v is None:
+                cells.append(("—", "—", "—", "—"))
+                continue
+            cells.append(
+                (
+                    fmt(methods["candist_all"][part]),
+                    f"{fmt(methods[v['best_peer']][part])} ({v['best_peer']})",
+                    f"{v['margin']:+.2f}",
+                    f"{v['needed']:+.1f}",
+                )
+            )
+        lines.append(
+            f"| {key} | {fmt(stats['single_accuracy'])} | {fmt(stats['coverage'])} "
+            f"| {cells[0][0]} \\| {cells[1][0]} | {cells[0][1]} \\| {cells[1][1]} "
+            f"| {cells[0][2]} \\| {cells[1][2]} | {cells[0][3]} \\| {cells[1][3]} "
+            f"| {'yes' if verdict['pass'] else '**no**'} |"
+        )
+    lines.append("")
+    return lines
 
 
 def _verdict(methods):
@@ -561,6 +702,7 @@ def markdown(result):
         "",
     ]
     teacher = "Simulated teacher" if cfg["teacher"] == "sim" else "Teacher"
+    lines += rule_table(result)
     for dataset, res in result.get("table2", {}).items():
         lines += [
             f"## {dataset} (train {res['n_train']}, test {res['n_test']}, "
@@ -681,6 +823,20 @@ def parse_args(argv=None):
     )
     parser.add_argument("--sweep-losses", nargs="+", default=["candist", "proden"])
     parser.add_argument(
+        "--teacher-errors",
+        nargs="+",
+        choices=["tfidf", "embedding"],
+        default=["tfidf", "embedding"],
+        help="simulated teacher: where its errors fall (features of its model)",
+    )
+    parser.add_argument(
+        "--profiles",
+        nargs="+",
+        choices=["default", "weak"],
+        default=["default", "weak"],
+        help="simulated teacher: 'weak' adds the weaker binary profiles",
+    )
+    parser.add_argument(
         "--teacher", choices=["sim", "local", "endpoint"], default="sim"
     )
     parser.add_argument("--base-url", default=None)
@@ -715,6 +871,8 @@ def parse_args(argv=None):
         args.max_epochs = args.max_epochs or 2
         args.sweep_sizes = [1.0, 1.5, 2.0]
         args.sweep_losses = ["candist"]
+        args.teacher_errors = args.teacher_errors[:1]
+        args.profiles = args.profiles[:1]
         if args.datasets == list(DATASETS):
             args.datasets = ["trec"]
     args.ablation_seeds = args.ablation_seeds or args.seeds
@@ -726,7 +884,45 @@ def parse_args(argv=None):
     return args
 
 
+def merge(folders, out):
+    """Combine the ``quality.json`` of runs over disjoint data sets or parts
+    (e.g. two processes, one per core) into one result in ``out``."""
+    import json
+
+    result = None
+    for folder in folders:
+        part = json.loads((Path(folder) / "quality.json").read_text("utf-8"))
+        if result is None:
+            result = part
+            result["merged_from"] = []
+            continue
+        for key in ("table2", "rule"):
+            result.setdefault(key, {}).update(part.get(key, {}))
+        for key in ("ablation", "sweep"):
+            if key in part:
+                result[key] = part[key]
+        result["wall_s"] = result.get("wall_s", 0) + part.get("wall_s", 0)
+    result["merged_from"] = [str(f) for f in folders]
+    result["config"]["datasets"] = sorted(
+        {res["dataset"] for res in result.get("table2", {}).values()}
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(result, out / "quality.json")
+    write_text(markdown(result), out / "quality.md")
+    print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}")
+    return result
+
+
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "merge":
+        parser = argparse.ArgumentParser(description=merge.__doc__.split("\n")[0])
+        parser.add_argument("command")
+        parser.add_argument("folders", nargs="+", type=Path)
+        parser.add_argument("--out", type=Path, default=RESULTS)
+        merged = parser.parse_args(argv)
+        return merge(merged.folders, merged.out)
     args = parse_args(argv)
 
     def log(message):
@@ -743,14 +939,21 @@ def main(argv=None):
     }
     start = time.perf_counter()
     if "table2" in args.parts:
-        result["table2"] = {d: table2(d, args, log) for d in args.datasets}
+        result["table2"] = {
+            setting_key(d, e, p): table2(d, args, log, e, p)
+            for d in args.datasets
+            for e, p in teacher_settings(d, args)
+        }
+        result["rule"] = {key: rule(res) for key, res in result["table2"].items()}
     if "ablation" in args.parts:
         result["ablation"] = ablation(args, log)
     if "sweep" in args.parts:
         extra = [
             {"f1": r["candidate_f1"], "annotation": r["annotation"], "test": r["test"]}
-            for dataset, res in result.get("table2", {}).items()
-            if dataset == "trec"
+            for res in result.get("table2", {}).values()
+            if res["dataset"] == "trec"
+            and res["teacher_errors"] in ("tfidf", "llm")
+            and res["profile"] in ("default", "llm")
             for name, runs in res["runs"].items()
             if name.startswith(("candist", "student_")) and name != "student_ce"
             for r in runs
