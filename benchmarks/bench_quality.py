@@ -102,6 +102,8 @@ METHOD_NAMES = {
     "student_cavl": "student, CAVL on 'all' candidates",
     "candist_add": "CanDist, 'add' candidates",
     "candist_all": "CanDist, 'all' candidates",
+    "candist_all_paper": "CanDist, 'all' candidates, the paper's refinery "
+    "(teacher_model=None)",
 }
 
 
@@ -392,11 +394,14 @@ def table2(dataset, args, log, errors="tfidf", profile="default"):
         jobs = [("student_ce", "ce", "all")]
         jobs += [(f"student_{loss}", loss, "all") for loss in PLL_LOSSES]
         jobs += [("candist_add", "candist", "add"), ("candist_all", "candist", "all")]
+        jobs += [("candist_all_paper", "candist", "all")]
         for name, loss, prompt in jobs:
             if args.methods and name not in args.methods:
                 continue
             annotated = _annotated(train, teacher[prompt][0], single)
             extra = {"finetune": True} if args.finetune else {}
+            if name == "candist_all_paper":
+                extra["teacher_model"] = None
             result, dropped = run_student(
                 loss, annotated, train, test, args, seed, embed, **extra
             )
@@ -629,6 +634,15 @@ def rule(res, method="candist_all"):
     return out
 
 
+def _margins(verdict):
+    parts = [verdict.get(p) for p in ("annotation", "test")]
+    if not all(parts):
+        return "—"
+    return " \\| ".join(f"{p['margin']:+.2f}" for p in parts) + (
+        "" if verdict["pass"] else " (fails)"
+    )
+
+
 def rule_table(result):
     """The rule's verdict for every data set and teacher setting."""
     lines = [
@@ -640,11 +654,12 @@ def rule_table(result):
         "carry information (>= 4 classes and coverage >= 0.8).",
         "",
         "| data set / teacher | teacher acc | coverage | CanDist | best peer | "
-        "margin | needed | pass |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "margin | needed | pass | paper's refinery: margin |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, res in result.get("table2", {}).items():
         verdict = result.get("rule", {}).get(key) or {}
+        paper = result.get("rule_paper", {}).get(key) or {}
         if "annotation" not in verdict:
             continue
         stats = res["teacher_stats"]["all"]
@@ -667,7 +682,7 @@ def rule_table(result):
             f"| {key} | {fmt(stats['single_accuracy'])} | {fmt(stats['coverage'])} "
             f"| {cells[0][0]} \\| {cells[1][0]} | {cells[0][1]} \\| {cells[1][1]} "
             f"| {cells[0][2]} \\| {cells[1][2]} | {cells[0][3]} \\| {cells[1][3]} "
-            f"| {'yes' if verdict['pass'] else '**no**'} |"
+            f"| {'yes' if verdict['pass'] else '**no**'} | {_margins(paper)} |"
         )
     lines.append("")
     return lines
@@ -896,7 +911,7 @@ def merge(folders, out):
             result = part
             result["merged_from"] = []
             continue
-        for key in ("table2", "rule"):
+        for key in ("table2", "rule", "rule_paper"):
             result.setdefault(key, {}).update(part.get(key, {}))
         for key in ("ablation", "sweep"):
             if key in part:
@@ -945,6 +960,9 @@ def main(argv=None):
             for e, p in teacher_settings(d, args)
         }
         result["rule"] = {key: rule(res) for key, res in result["table2"].items()}
+        result["rule_paper"] = {
+            key: rule(res, "candist_all_paper") for key, res in result["table2"].items()
+        }
     if "ablation" in args.parts:
         result["ablation"] = ablation(args, log)
     if "sweep" in args.parts:

@@ -76,6 +76,7 @@ def test_bench_quality_quick(tmp_path, shared_data):
         "student_cavl",
         "candist_add",
         "candist_all",
+        "candist_all_paper",
     }
     assert set(trec["methods"]) == expected
     for name, summary in trec["methods"].items():
@@ -83,10 +84,24 @@ def test_bench_quality_quick(tmp_path, shared_data):
         if name != "teacher_single":
             _stat(summary["test"])
 
+    verdict = result["rule"]["trec"]
+    assert verdict["informative"] is True  # 6 classes, coverage 0.89
+    for part in ("annotation", "test"):
+        best = verdict[part]["best_peer"]
+        margin = trec["methods"]["candist_all"][part]["mean"]
+        margin = (margin - trec["methods"][best][part]["mean"]) * 100
+        assert verdict[part]["margin"] == pytest.approx(margin)
+    assert "The quality rule" in (tmp_path / "quality.md").read_text()
+
     ablation = result["ablation"]
     assert ablation["rows"] and {"config", "annotation", "test"} <= set(
         ablation["rows"][0]
     )
+    # The paper's switches run without the teacher model; it is the last row.
+    assert all(
+        r["params"].get("teacher_model", "x") is None for r in ablation["rows"][1:-1]
+    )
+    assert "teacher_model" in ablation["rows"][-1]["config"]
 
     sweep = result["sweep"]
     assert (tmp_path / sweep["plot"]).exists()
@@ -133,3 +148,48 @@ def test_bench_quality_endpoint_teacher(tmp_path, shared_data, llm_server):
     assert llm_server.n_requests == 3 * trec["n_train"]
     assert trec["methods"]["teacher_single"]["annotation"]["mean"] == 1.0
     assert trec["teacher_stats"]["all"]["coverage"]["mean"] == 1.0
+
+
+def _bench_quality():
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_quality
+
+    return bench_quality
+
+
+def _res(n_classes, coverage, candist, peers):
+    """A table2 entry: (annotation, test) means per method."""
+    stat = lambda v: {"mean": v, "std": 0.0, "values": [v]}  # noqa: E731
+    methods = {
+        name: {"annotation": stat(a)} | ({} if t is None else {"test": stat(t)})
+        for name, (a, t) in {**peers, "candist_all": candist}.items()
+    }
+    return {
+        "n_classes": n_classes,
+        "teacher_stats": {"all": {"coverage": stat(coverage)}},
+        "methods": methods,
+    }
+
+
+@pytest.mark.parametrize(
+    "n_classes, coverage, candist, expected",
+    [
+        (2, 0.9, (0.876, 0.80), True),  # 0.4 point below the teacher: allowed
+        (2, 0.9, (0.874, 0.80), False),  # 0.6 point below: not
+        (2, 0.9, (0.90, 0.794), False),  # test 0.6 below cleanlab
+        (6, 0.9, (0.90, 0.81), True),  # +2 and +1 where the sets carry information
+        (6, 0.9, (0.899, 0.81), False),
+        (6, 0.7, (0.88, 0.80), True),  # coverage < 0.8: never-worse only
+    ],
+)
+def test_quality_rule(n_classes, coverage, candist, expected):
+    peers = {
+        "teacher_single": (0.88, None),
+        "lr_single": (0.85, 0.79),
+        "cleanlab": (0.86, 0.80),
+        "student_ce": (0.88, 0.75),
+    }
+    verdict = _bench_quality().rule(_res(n_classes, coverage, candist, peers))
+    assert verdict["pass"] is expected
+    assert verdict["annotation"]["best_peer"] in ("teacher_single", "student_ce")
+    assert verdict["test"]["best_peer"] == "cleanlab"

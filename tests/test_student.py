@@ -517,7 +517,9 @@ def sst2_results(shared_data):
     from skcandist.datasets import OUR_TEACHERS, load_dataset, simulate_candidates
     from skcandist.encoders import encode
 
-    train = load_dataset("sst2", "train", n_samples=1000, data_home=shared_data)
+    train = load_dataset(
+        "sst2", "train", n_samples=2000, random_state=1, data_home=shared_data
+    )
     test = load_dataset("sst2", "test", n_samples=500, data_home=shared_data)
     classes = np.array(train.classes)
     with _one_thread():
