@@ -903,6 +903,7 @@ def merge(folders, out):
     """Combine the ``quality.json`` of runs over disjoint data sets or parts
     (e.g. two processes, one per core) into one result in ``out``."""
     import json
+    import shutil
 
     result = None
     for folder in folders:
@@ -916,6 +917,11 @@ def merge(folders, out):
         for key in ("ablation", "sweep"):
             if key in part:
                 result[key] = part[key]
+    for folder in folders:  # the sweep's plot travels with it
+        plot = Path(folder) / result.get("sweep", {}).get("plot", "-")
+        if plot.is_file() and plot.parent.resolve() != out.resolve():
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plot, out / plot.name)
         result["wall_s"] = result.get("wall_s", 0) + part.get("wall_s", 0)
     result["merged_from"] = [str(f) for f in folders]
     result["config"]["datasets"] = sorted(
