@@ -191,7 +191,8 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         None keeps no answers between calls.
     client_factory : callable, default=None
         Builds the ``openai.OpenAI`` client (called with no argument), e.g. to
-        pass credentials another way; it should set ``max_retries=0``. None
+        pass credentials another way; its own retries are switched off
+        (``with_options(max_retries=0)``), since ``max_retries`` here does them. None
         builds one from ``base_url``, ``timeout`` and ``OPENAI_API_KEY``. The
         cache key names the endpoint by ``base_url``, so give ``base_url`` too
         when the factory points somewhere else.

@@ -112,6 +112,22 @@ def test_gives_up_with_a_reason(server, client):
     assert info.value.attempts == 3 and "gave up after 3" in info.value.reason
 
 
+def test_a_factory_clients_own_retries_are_switched_off(server):
+    """A client built with retries of its own would retry under ours: five 500s
+    with our 2 retries must cost 3 requests, not 3 x 6."""
+    import openai
+
+    def factory():
+        return openai.OpenAI(base_url=server.base_url, api_key="sk-x", max_retries=5)
+
+    client = llm_requests.make_client(client_factory=factory)
+    assert client.max_retries == 0
+    server.inject("500", count=5)
+    with pytest.raises(llm_requests.RequestFailed):
+        call(client, retries=2)
+    assert server.n_requests == 3
+
+
 def test_client_errors_are_not_retried():
     import openai
 

@@ -111,8 +111,9 @@ def make_client(base_url=None, timeout=60.0, client_factory=None):
     timeout : float, default=60.0
         Seconds per request.
     client_factory : callable, default=None
-        Called with no argument to build the client instead; it should set
-        ``max_retries=0`` (retries are done here).
+        Called with no argument to build the client instead. Its own retries are
+        switched off (``with_options(max_retries=0)``): retries are done here, and
+        the client's would multiply them.
 
     Returns
     -------
@@ -125,7 +126,9 @@ def make_client(base_url=None, timeout=60.0, client_factory=None):
     local servers need none and the client refuses to start without one.
     """
     if client_factory is not None:
-        return client_factory()
+        client = client_factory()
+        with_options = getattr(client, "with_options", None)
+        return with_options(max_retries=0) if callable(with_options) else client
     import openai
 
     kwargs = {"base_url": base_url, "timeout": timeout, "max_retries": 0}
