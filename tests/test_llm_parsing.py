@@ -45,6 +45,9 @@ LABELS = {
         ("sci/tech", [4]),
         ('["Sci"]', [5]),
         ("Sci/Tech news, not Sci", [4, 5]),
+        ('["Sci/Tech (technology)"]', [4]),  # the longest name with a gloss
+        ('["Sci (physics)"]', [5]),
+        ('["LOC", null]', [0]),
         ("", []),
         (None, []),
         ("[]", []),
@@ -59,6 +62,17 @@ def test_unknown_items_are_returned_for_counting():
     parsed = parse_answer('["LOC", "DESC", "", "abbreviation"]', LABELS)
     assert parsed.indices == [0]
     assert parsed.unknown == ["DESC", "abbreviation"]
+
+
+def test_the_longest_label_wins_whatever_the_order():
+    labels = {"Sci": None, "Sci/Tech": None}
+    assert parse_answer('["Sci/Tech (technology)"]', labels).indices == [1]
+    assert parse_answer('["Sci - physics"]', labels).indices == [0]
+
+
+def test_null_items_are_not_unknown_labels():
+    parsed = parse_answer('["LOC", null, [null]]', LABELS)
+    assert parsed.indices == [0] and parsed.unknown == []
 
 
 def test_ambiguous_prefix_is_unknown():

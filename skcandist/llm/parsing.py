@@ -103,9 +103,10 @@ class LabelMatcher:
         for prefix in ("label", "labels", "answer", "category", "type"):
             if key.startswith(prefix + ":"):
                 return self.match_item(key[len(prefix) + 1 :])
-        # "spam - unsolicited ads", "spam (ads)": a label name then a gloss.
-        for i, name in enumerate(self.names):
-            low = _norm(name)
+        # "spam - unsolicited ads", "spam (ads)": a label name then a gloss; the
+        # longest name first, so that "Sci/Tech (technology)" is not "Sci".
+        for i, _ in self._patterns:
+            low = _norm(self.names[i])
             if low and key.startswith(low) and not key[len(low)].isalnum():
                 return i
         # An abbreviation: a prefix of exactly one label name.
@@ -141,7 +142,10 @@ def _items_from_json(value):
     if isinstance(value, list):
         items = []
         for v in value:
-            items.extend(_items_from_json(v) if isinstance(v, (list, dict)) else [v])
+            if isinstance(v, (list, dict)):
+                items.extend(_items_from_json(v))
+            elif v is not None:  # a JSON null names no label, known or not
+                items.append(v)
         return items
     if value is None:
         return []
