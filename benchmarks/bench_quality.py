@@ -917,12 +917,12 @@ def merge(folders, out):
         for key in ("ablation", "sweep"):
             if key in part:
                 result[key] = part[key]
+        result["wall_s"] = result.get("wall_s", 0) + part.get("wall_s", 0)
     for folder in folders:  # the sweep's plot travels with it
         plot = Path(folder) / result.get("sweep", {}).get("plot", "-")
         if plot.is_file() and plot.parent.resolve() != out.resolve():
             out.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(plot, out / plot.name)
-        result["wall_s"] = result.get("wall_s", 0) + part.get("wall_s", 0)
     result["merged_from"] = [str(f) for f in folders]
     result["config"]["datasets"] = sorted(
         {res["dataset"] for res in result.get("table2", {}).values()}
