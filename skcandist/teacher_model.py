@@ -24,8 +24,8 @@ in the teacher's answer; the true class is then spread evenly over the classes
 sharing that role in the answer. The *likelihood* of class ``j`` for text ``i``
 is ``theta[r_ij] / n_i(r_ij)``, and the posterior is the out-of-fold prediction
 times that likelihood, normalised. The rates are shared by all classes: rates
-per class were tried and were less stable (EM let a rare or minority class
-absorb the unsure sets; ``benchmarks/bench_quality.py`` on TREC and SMS spam).
+per class were tried while this was developed and were less stable (EM let a
+rare or minority class absorb the unsure sets, on TREC and SMS spam).
 
 The out-of-fold predictions come from softmax regressions on fixed sentence
 embeddings, trained on the current posterior of the other folds, so that a text's
@@ -33,8 +33,8 @@ own (possibly wrong) target never shapes the prediction that judges it (the
 strength of confident learning, Northcutt et al., 2021).
 
 :func:`fit_teacher_model` is used by :class:`skcandist.CanDistClassifier`
-(``teacher_model="em"``, the default) to set the initial targets and the
-re-normalisation weights of the refinery.
+(``teacher_model="em"``, the default): its posterior is the refinery's initial
+target and its re-normalisation weights.
 """
 
 from dataclasses import dataclass
@@ -68,8 +68,8 @@ class TeacherModel:
         The probability of each class for each text, given its embedding (out of
         fold) and the teacher's answer.
     likelihood : ndarray of shape (n_samples, n_classes)
-        ``P(answer_i | class j)`` up to a factor per text: the weights that
-        replace the 0/1 candidate mask when targets are re-normalised.
+        ``P(answer_i | class j)`` up to a factor per text: what the teacher's
+        answer alone says of each class.
     theta : ndarray of shape (4,)
         ``theta[r]``: the probability that the true class has role ``r`` in the
         teacher's answer (:data:`SOLE`, :data:`PRIMARY`, :data:`OTHER`,
@@ -257,7 +257,6 @@ def fit_teacher_model(
     miss = np.where(n_out > 0, outside_prior, 0.0)
     posterior = (1.0 - miss) * prior + miss * outside
     fit = dict(epochs=epochs, lr=lr, weight_decay=weight_decay)
-    probs = posterior
     for round_ in range(n_rounds):
         # M-step (student), M-step (teacher), E-step.
         probs = _out_of_fold(x, posterior, n_splits, random_state + 97 * round_, **fit)
