@@ -662,6 +662,12 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
                 raise InvalidInputError(
                     f"single holds {len(single)} labels for {len(texts)} texts."
                 )
+            odd = np.unique(single[(single < -1) | (single >= len(classes))])
+            if odd.size:
+                raise InvalidInputError(
+                    f"single must hold column indices in [0, {len(classes)}) or -1 "
+                    f"(no label); found {odd[:5].tolist()}."
+                )
             single = np.where(single >= 0, single, first)
         return texts, cands, classes, single
 

@@ -429,6 +429,13 @@ def test_teacher_model_reads_the_preferred_label():
     assert not np.allclose(a.predict_proba(texts), b.predict_proba(texts))
 
 
+def test_single_labels_outside_the_classes_are_rejected():
+    texts, _, cands, single = _separable()
+    single[3] = 5
+    with pytest.raises(InvalidInputError, match=r"single must hold .*\[5\]"):
+        CanDistClassifier(**FAST).fit(AnnotatedTexts(texts, cands, CLASSES, single))
+
+
 def test_teacher_model_is_skipped_on_too_few_texts():
     clf = _fit()  # 8 texts: too few for its out-of-fold predictions
     assert clf.answer_reliability_ is None
