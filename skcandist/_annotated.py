@@ -31,8 +31,21 @@ class AnnotatedTexts:
     single : ndarray of shape (n_texts,), default=None
         The teacher's single (top) label index per text, -1 where it has none.
     annotate : callable, default=None
-        ``annotate(texts) -> (candidates, single)``, called once on first access
-        when ``candidates`` is None.
+        ``annotate(texts) -> (candidates, single)`` or ``(candidates, single,
+        info)``, called once on first access when ``candidates`` is None.
+    info : dict, default=None
+        What the annotation of these texts cost and left over: ``usage``,
+        ``failures`` and ``label_proba`` (see the attributes).
+
+    Attributes
+    ----------
+    usage : dict or None
+        The request counters of the call that annotated these texts (see
+        :attr:`CandidateAnnotator.usage_`); None if not annotated by one.
+    failures : dict
+        Row -> reason, for the rows whose annotation failed.
+    label_proba : ndarray of shape (n_texts, n_classes) or None
+        The label distributions of a log-probability answer mode.
 
     Examples
     --------
@@ -45,7 +58,13 @@ class AnnotatedTexts:
     """
 
     def __init__(
-        self, texts, candidates=None, classes=None, single=None, annotate=None
+        self,
+        texts,
+        candidates=None,
+        classes=None,
+        single=None,
+        annotate=None,
+        info=None,
     ):
         if candidates is None and annotate is None:
             raise ValueError("give either candidates or annotate.")
@@ -54,15 +73,39 @@ class AnnotatedTexts:
         self._annotate = annotate
         self._candidates = None
         self._single = None if single is None else np.asarray(single, dtype=int)
+        self._info = {}
         if candidates is not None:
-            self._set(candidates, single)
+            self._set(candidates, single, info)
 
-    def _set(self, candidates, single):
+    def _set(self, candidates, single, info=None):
         import scipy.sparse as sp
 
         self._candidates = sp.csr_matrix(candidates)
         self._single = None if single is None else np.asarray(single, dtype=int)
+        self._info = dict(info or {})
         self._annotate = None
+
+    def _compute(self):
+        self._set(*self._annotate(list(self.texts)))
+
+    @property
+    def usage(self):
+        """Request counters of the call that annotated these texts, or None."""
+        self.candidates  # noqa: B018 - computes a deferred annotation
+        usage = self._info.get("usage")
+        return None if usage is None else dict(usage)
+
+    @property
+    def failures(self):
+        """Row -> reason for the rows whose annotation failed."""
+        self.candidates  # noqa: B018
+        return dict(self._info.get("failures") or {})
+
+    @property
+    def label_proba(self):
+        """Label distributions of a log-probability answer mode, or None."""
+        self.candidates  # noqa: B018
+        return self._info.get("label_proba")
 
     @property
     def is_annotated(self):
@@ -73,7 +116,7 @@ class AnnotatedTexts:
     def candidates(self):
         """The sparse 0/1 candidate matrix (computed on first access if deferred)."""
         if self._candidates is None:
-            self._set(*self._annotate(list(self.texts)))
+            self._compute()
         return self._candidates
 
     @property

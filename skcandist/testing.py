@@ -26,15 +26,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["FakeLLMServer", "Fault", "candidate_responder"]
 
-Fault = collections.namedtuple("Fault", ["kind", "seconds", "retry_after"])
-Fault.__doc__ = """One injected fault.
+_FAULT_DOC = """One injected fault.
 
-kind : {"delay", "429", "500", "malformed", "drop", "empty"}
+kind : {"delay", "429", "500", "malformed", "drop", "empty", "status"}
 seconds : float, the sleep before answering ("delay") or before failing.
 retry_after : float or None, the Retry-After header of a 429.
+status : int or None, the HTTP status of a "status" fault.
+code : str or None, the ``error.code`` of a "status" fault's body (e.g.
+    ``"insufficient_quota"``).
 """
 
-_FAULT_KINDS = {"delay", "429", "500", "malformed", "drop", "empty"}
+Fault = collections.namedtuple(
+    "Fault", ["kind", "seconds", "retry_after", "status", "code"],
+    defaults=(None, None),
+)  # fmt: skip
+Fault.__doc__ = _FAULT_DOC
+
+_FAULT_KINDS = {"delay", "429", "500", "malformed", "drop", "empty", "status"}
 
 
 def _count_tokens(text):
@@ -51,21 +59,31 @@ class FakeLLMServer:
         ``"_endpoint"``: ``"chat"`` or ``"completions"``). It returns either the
         answer text, or a dict with ``"content"`` and optionally
         ``"top_logprobs"`` (a dict token -> log-probability for the first
-        generated token) and ``"usage"``. None answers ``"[]"``.
+        generated token), ``"usage"``, ``"finish_reason"`` (default
+        ``"stop"``) and ``"refusal"`` (chat only). None answers ``"[]"``.
     latency : float, default=0.0
         Seconds every request waits before it is answered.
     host : str, default="127.0.0.1"
         Only loopback addresses are allowed.
     port : int, default=0
         0 picks a free port.
+    tokenizer : callable, default=None
+        ``tokenizer(text) -> list of str`` (the token pieces of ``text``). When
+        given, the server also answers vLLM's ``POST /tokenize`` (token ids
+        and, with ``return_token_strs``, the pieces); without it that route is
+        a 404, as on endpoints that have no tokenizer route.
 
     Attributes
     ----------
     requests : list of dict
-        Every request body received, in arrival order.
+        Every completion request body received, in arrival order.
+    tokenize_requests : list of dict
+        The bodies of ``/tokenize`` requests (not counted in ``n_requests``).
     """
 
-    def __init__(self, respond=None, *, latency=0.0, host="127.0.0.1", port=0):
+    def __init__(
+        self, respond=None, *, latency=0.0, host="127.0.0.1", port=0, tokenizer=None
+    ):
         if not host.startswith("127.") and host not in ("localhost", "::1"):
             raise ValueError(f"FakeLLMServer serves on loopback only, not {host!r}.")
         self.respond = respond
@@ -74,6 +92,9 @@ class FakeLLMServer:
         self.port = port
         self.requests = []
         self._faults = collections.deque()
+        self._sticky = None
+        self.tokenizer = tokenizer
+        self.tokenize_requests = []
         self._lock = threading.Lock()
         self._httpd = None
         self._thread = None
@@ -119,31 +140,49 @@ class FakeLLMServer:
             return len(self.requests)
 
     # -- faults ------------------------------------------------------------
-    def inject(self, kind, count=1, *, seconds=0.0, retry_after=None):
+    def inject(
+        self, kind, count=1, *, seconds=0.0, retry_after=None, status=None, code=None
+    ):
         """Make the next ``count`` requests fail (or wait) in the given way.
 
         Parameters
         ----------
-        kind : {"delay", "429", "500", "malformed", "drop", "empty"}
+        kind : {"delay", "429", "500", "malformed", "drop", "empty", "status"}
             ``delay`` answers normally after ``seconds``; ``429`` answers Too Many
             Requests with a ``Retry-After`` header when ``retry_after`` is set;
             ``500`` an internal error; ``malformed`` a 200 whose body is not JSON;
             ``drop`` closes the connection without answering; ``empty`` a 200
-            whose answer has no choices.
+            whose answer has no choices; ``status`` answers the HTTP ``status``
+            given, with an OpenAI-style error body whose ``code`` is ``code``
+            (e.g. ``status=401``, or ``status=429, code="insufficient_quota"``).
         count : int, default=1
+            The number of requests to fail; ``-1`` fails every request from now
+            on, until :meth:`clear_faults`.
         seconds : float, default=0.0
         retry_after : float, default=None
+        status : int, default=None
+            Required for ``kind="status"``.
+        code : str, default=None
         """
         if kind not in _FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; use one of {_FAULT_KINDS}.")
+        if kind == "status" and not (isinstance(status, int) and 400 <= status < 600):
+            raise ValueError(
+                f"a 'status' fault needs an HTTP error status; got {status!r}."
+            )
+        fault = Fault(kind, seconds, retry_after, status, code)
         with self._lock:
+            if count == -1:
+                self._sticky = fault
+                return
             for _ in range(count):
-                self._faults.append(Fault(kind, seconds, retry_after))
+                self._faults.append(fault)
 
     def clear_faults(self):
         """Forget the faults not yet served."""
         with self._lock:
             self._faults.clear()
+            self._sticky = None
 
     def reset(self):
         """Forget the recorded requests and the faults not yet served.
@@ -153,11 +192,14 @@ class FakeLLMServer:
         """
         with self._lock:
             self._faults.clear()
+            self._sticky = None
             self.requests.clear()
 
     def _next_fault(self):
         with self._lock:
-            return self._faults.popleft() if self._faults else None
+            if self._faults:
+                return self._faults.popleft()
+            return self._sticky
 
     def _record(self, body):
         with self._lock:
@@ -171,6 +213,8 @@ class FakeLLMServer:
             result = {"content": result}
         content = result.get("content", "")
         top = result.get("top_logprobs")
+        finish_reason = result.get("finish_reason", "stop")
+        refusal = result.get("refusal")
         if endpoint == "chat":
             prompt = " ".join(
                 str(m.get("content", "")) for m in body.get("messages", [])
@@ -204,8 +248,12 @@ class FakeLLMServer:
                 }
             choice = {
                 "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
+                "message": {
+                    "role": "assistant",
+                    "content": content,
+                    "refusal": refusal,
+                },
+                "finish_reason": finish_reason,
                 "logprobs": logprobs,
             }
             kind = "chat.completion"
@@ -221,7 +269,7 @@ class FakeLLMServer:
             choice = {
                 "index": 0,
                 "text": content,
-                "finish_reason": "stop",
+                "finish_reason": finish_reason,
                 "logprobs": logprobs,
             }
             kind = "text_completion"
@@ -269,6 +317,19 @@ def _make_handler(server):
             except json.JSONDecodeError:
                 self._send(400, {"error": {"message": "request body is not JSON"}})
                 return
+            if self.path.rstrip("/") == "/tokenize" and server.tokenizer:
+                with server._lock:
+                    server.tokenize_requests.append(body)
+                pieces = list(server.tokenizer(str(body.get("prompt", ""))))
+                answer = {
+                    "tokens": [abs(hash(p)) % 50000 for p in pieces],
+                    "count": len(pieces),
+                    "max_model_len": 2048,
+                }
+                if body.get("return_token_strs"):
+                    answer["token_strs"] = pieces
+                self._send(200, answer)
+                return
             if self.path.endswith("/chat/completions"):
                 endpoint = "chat"
             elif self.path.endswith("/completions"):
@@ -289,6 +350,15 @@ def _make_handler(server):
                     headers["Retry-After"] = str(fault.retry_after)
                 err = {"error": {"message": "rate limited", "type": "rate_limit"}}
                 self._send(429, err, headers)
+            elif fault.kind == "status":
+                err = {
+                    "error": {
+                        "message": f"injected HTTP {fault.status}",
+                        "type": fault.code or "error",
+                        "code": fault.code,
+                    }
+                }
+                self._send(fault.status, err)
             elif fault.kind == "500":
                 self._send(500, {"error": {"message": "internal error"}})
             elif fault.kind == "malformed":

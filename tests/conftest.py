@@ -11,6 +11,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory, monkeypatch):
+    """Each test gets its own default cache folder (never the user's).
+
+    The annotator caches answers by default; a shared folder would let one
+    test's answers serve another's requests.
+    """
+    folder = tmp_path_factory.mktemp("skcandist-cache")
+    monkeypatch.setenv("SKCANDIST_CACHE_DIR", str(folder))
+    yield folder
+
+
 @pytest.fixture
 def llm_server():
     """Start a FakeLLMServer on 127.0.0.1 for one test, and stop it after."""

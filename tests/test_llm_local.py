@@ -277,8 +277,12 @@ def test_truncated_model_is_rebuilt(tmp_path, fake_model_package):
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch, fake_model_package):
+    monkeypatch.delenv("SKCANDIST_CACHE_DIR", raising=False)
     monkeypatch.setenv("SKCANDIST_CACHE", str(tmp_path / "envcache"))
     assert default_cache_dir() == tmp_path / "envcache"
+    monkeypatch.setenv("SKCANDIST_CACHE_DIR", str(tmp_path / "newer"))
+    assert default_cache_dir() == tmp_path / "newer"  # the documented name wins
+    monkeypatch.delenv("SKCANDIST_CACHE_DIR")
     path = model_path(package="fake_gguf_package")
     assert path.parent == tmp_path / "envcache" / "models"
 

@@ -38,13 +38,13 @@ LABELS = {
         ('["location", "numeric value"]', [0, 1]),  # descriptions
         ('["Label: HUM"]', [2]),
         ('["HUM - a person"]', [2]),
-        ('["ENT"]', [3]),  # unambiguous prefix
+        ('["ENT"]', []),  # a bare prefix is not a guess we make
         ('["LOC", "LOC", "loc"]', [0]),
         ('Here you go: ["NUM"] hope it helps', [1]),
         ("It is probably LOC, or maybe NUM.", [0, 1]),
         ("sci/tech", [4]),
         ('["Sci"]', [5]),
-        ("Sci/Tech news, not Sci", [4, 5]),
+        ("Sci/Tech news, not Sci", [4]),  # a negated mention does not count
         ('["Sci/Tech (technology)"]', [4]),  # the longest name with a gloss
         ('["Sci (physics)"]', [5]),
         ('["LOC", null]', [0]),

@@ -17,13 +17,47 @@ import os
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
-__all__ = ["AnswerCache", "request_key"]
+__all__ = ["AnswerCache", "request_key", "default_cache_dir", "default_cache_path"]
+
+ANSWERS_FILE = "answers.sqlite"
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS answers ("
     "key TEXT PRIMARY KEY, answer TEXT NOT NULL, created REAL NOT NULL)"
 )
+
+
+def default_cache_dir():
+    """The folder where skcandist keeps answers, models and built files.
+
+    Returns
+    -------
+    pathlib.Path
+        ``$SKCANDIST_CACHE_DIR`` if set (``$SKCANDIST_CACHE``, its older name,
+        is read too), else ``$XDG_CACHE_HOME/skcandist``, else
+        ``~/.cache/skcandist``. The folder is not created.
+
+    Examples
+    --------
+    >>> import os
+    >>> default_cache_dir().name == "skcandist" or any(
+    ...     v in os.environ for v in ("SKCANDIST_CACHE_DIR", "SKCANDIST_CACHE"))
+    True
+    """
+    for name in ("SKCANDIST_CACHE_DIR", "SKCANDIST_CACHE"):
+        env = os.environ.get(name)
+        if env:
+            return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "skcandist"
+
+
+def default_cache_path():
+    """The answer cache used by default: ``default_cache_dir() / "answers.sqlite"``."""
+    return default_cache_dir() / ANSWERS_FILE
 
 
 def request_key(payload):

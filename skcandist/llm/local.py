@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from ..exceptions import EndpointError, SkcandistError
+from .building import register_endpoint, unregister_endpoint
+from .cache import default_cache_dir
 
 __all__ = [
     "MODEL_PACKAGE",
@@ -49,6 +51,7 @@ __all__ = [
     "default_cache_dir",
     "model_path",
     "find_free_port",
+    "model_identity",
     "LocalLLMServer",
 ]
 
@@ -85,28 +88,6 @@ def _set_verbose(verbose):
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("[skcandist] %(message)s"))
         logger.addHandler(handler)
-
-
-def default_cache_dir() -> Path:
-    """Return the folder where skcandist caches downloaded or built files.
-
-    Returns
-    -------
-    path : pathlib.Path
-        ``$SKCANDIST_CACHE`` if set, else ``$XDG_CACHE_HOME/skcandist``, else
-        ``~/.cache/skcandist``. The folder is not created.
-
-    Examples
-    --------
-    >>> default_cache_dir().name in {"skcandist"} or "SKCANDIST_CACHE" in os.environ
-    True
-    """
-    env = os.environ.get("SKCANDIST_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "skcandist"
 
 
 def _import_optional(name):
@@ -248,6 +229,37 @@ def _tail(path, n_lines=20):
     return "\n".join(lines[-n_lines:])
 
 
+_IDENTITIES = {}
+
+
+def model_identity(path):
+    """A name for answers of a model file that survives restarts and ports.
+
+    ``"llama.cpp:sha256:<digest>"`` of the file's content (hashed once per
+    process and file version; about a second for the bundled model).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    str
+    """
+    import hashlib
+
+    path = Path(path).resolve()
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _IDENTITIES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        _IDENTITIES[memo] = f"llama.cpp:sha256:{digest.hexdigest()}"
+    return _IDENTITIES[memo]
+
+
 class LocalLLMServer:
     """llama.cpp's OpenAI-compatible server on 127.0.0.1, run as a subprocess.
 
@@ -299,6 +311,11 @@ class LocalLLMServer:
     ----------
     port : int or None
         The port the running server listens on.
+    identity : str or None
+        While it runs: the name its answers are cached under
+        (:func:`model_identity` of the model file, not the port, so that a
+        rerun on another port finds them); registered for :attr:`base_url`
+        with :func:`skcandist.llm.building.register_endpoint`.
     process : subprocess.Popen or None
         The server process while it runs.
 
@@ -345,6 +362,7 @@ class LocalLLMServer:
         self.warm_up = warm_up
         self.verbose = verbose
         self.port = None
+        self.identity = None
         self.process = None
         self._log_file = None
         self._own_log = False
@@ -595,6 +613,8 @@ class LocalLLMServer:
                 "machines): rebuild it with CMAKE_ARGS='-DGGML_NATIVE=OFF' pip "
                 "install --no-cache-dir --force-reinstall llama-cpp-python"
             )
+        self.identity = model_identity(model_file)
+        register_endpoint(self.base_url, self.identity)
         logger.info(
             "Local LLM server ready at %s in %.1f s",
             self.base_url,
@@ -639,6 +659,8 @@ class LocalLLMServer:
 
     def _stop(self, timeout, remove_log):
         process, self.process = self.process, None
+        if self.port is not None:
+            unregister_endpoint(f"http://{self.host}:{self.port}/v1")
         self.port = None
         atexit.unregister(self._stop_at_exit)
         if process is not None and process.poll() is None:

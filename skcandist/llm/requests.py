@@ -5,11 +5,16 @@
 - :func:`send` performs one request and returns a plain JSON-able record
   ``{"content", "top_logprobs", "usage"}`` (what the cache stores).
 - :func:`call_with_retries` retries only what can succeed on a second try:
-  HTTP 429 (honouring ``Retry-After``), 5xx, timeouts, connection errors and
-  malformed bodies (a 200 that is not JSON, or that has no choices). Other
-  errors (400, 401, 404, ...) fail at once.
+  HTTP 429 (honouring ``Retry-After``), 5xx, timeouts, connection errors,
+  malformed bodies (a 200 that is not JSON, or that has no choices) and
+  unusable answers (:class:`UnusableAnswerError`). A 400 or an unknown API
+  error fails that request at once; what no request can get past (401, 403,
+  404, an exhausted quota) raises :class:`FatalRequestError`, on which the
+  caller stops the whole run. Waits are cut short by a ``stop`` event.
 - :func:`run_concurrently` keeps ``n_jobs`` requests in flight and hands each
-  finished result to a callback in the calling thread, as it arrives.
+  finished result to a callback in the calling thread, as it arrives; on an
+  interrupt or a fatal error it stops the workers without waiting out their
+  backoff.
 """
 
 import json
@@ -18,12 +23,15 @@ import os
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 __all__ = [
     "MalformedResponseError",
     "UnsupportedResponseError",
+    "UnusableAnswerError",
     "RequestFailed",
+    "FatalRequestError",
+    "Cancelled",
     "Usage",
     "make_client",
     "send",
@@ -45,6 +53,13 @@ class UnsupportedResponseError(Exception):
     """The endpoint answered, but without what the answer mode needs."""
 
 
+class UnusableAnswerError(Exception):
+    """A 200 answer that cannot be used (empty, refused, cut off, not JSON).
+
+    Retried like a transient error, and never cached.
+    """
+
+
 class RequestFailed(Exception):
     """A request that failed for good; ``reason`` says why, for the user."""
 
@@ -52,6 +67,23 @@ class RequestFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.attempts = attempts
+
+
+class FatalRequestError(RequestFailed):
+    """A failure that every other request would meet too (bad key, no access,
+    unknown model or route, exhausted quota): the run stops."""
+
+
+class Cancelled(Exception):
+    """The run was stopped (an interrupt or a fatal error elsewhere)."""
+
+
+# Error codes of a 429 that waiting does not cure.
+_FATAL_CODES = (
+    "insufficient_quota",
+    "billing_hard_limit_reached",
+    "billing_not_active",
+)
 
 
 class Usage:
@@ -160,7 +192,8 @@ def send(client, request):
     -------
     dict
         ``content`` (str), ``top_logprobs`` (dict token -> log-probability of
-        the first generated token, or None) and ``usage``.
+        the first generated token, or None), ``finish_reason``, ``refusal``
+        (the chat message's refusal text, or None) and ``usage``.
     """
     params = request["params"]
     want_logprobs = request.get("logprobs", False)
@@ -187,35 +220,50 @@ def send(client, request):
             "the endpoint returned no top log-probabilities; use a server that "
             "supports logprobs, or answer='json'"
         )
+    refusal = None
+    if request["endpoint"] == "chat" and choice.message is not None:
+        refusal = getattr(choice.message, "refusal", None)
     return {
         "content": content or "",
         "top_logprobs": top,
+        "finish_reason": getattr(choice, "finish_reason", None),
+        "refusal": refusal or None,
         "usage": _usage_dict(response.usage),
     }
 
 
 def _classify(exc):
-    """(retryable, reason, retry_after) of an exception, or None if unknown."""
+    """``(kind, reason, retry_after)`` of an exception; kind is "retry", "fail"
+    (this request only) or "fatal" (every request would fail the same way)."""
     import openai
 
+    code = getattr(exc, "code", None)
     if isinstance(exc, openai.RateLimitError):
-        return True, "HTTP 429 rate limited", _retry_after(exc.response)
+        if code in _FATAL_CODES:
+            return "fatal", f"HTTP 429 {code}: {_short(exc.message)}", None
+        return "retry", "HTTP 429 rate limited", _retry_after(exc.response)
     if isinstance(exc, openai.APITimeoutError):
-        return True, "timeout", None
+        return "retry", "timeout", None
     if isinstance(exc, openai.APIConnectionError):
-        return True, "connection error", None
+        return "retry", "connection error", None
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         if status >= 500 or status in (408, 409):
-            return True, f"HTTP {status}", _retry_after(exc.response)
-        return False, f"HTTP {status}: {_short(exc.message)}", None
+            return "retry", f"HTTP {status}", _retry_after(exc.response)
+        reason = f"HTTP {status}: {_short(exc.message)}"
+        if status in (401, 403, 404) or code in _FATAL_CODES:
+            return "fatal", reason, None
+        return "fail", reason, None
     if isinstance(exc, json.JSONDecodeError):
-        return True, "malformed response body (not JSON)", None
+        return "retry", "malformed response body (not JSON)", None
     if isinstance(exc, MalformedResponseError):
-        return True, f"malformed response ({exc})", None
+        return "retry", f"malformed response ({exc})", None
+    if isinstance(exc, UnusableAnswerError):
+        return "retry", f"unusable answer ({exc})", None
     if isinstance(exc, UnsupportedResponseError):
-        return False, str(exc), None
-    return None
+        return "fail", str(exc), None
+    # Any other openai.APIError subclass (a new one, or a server's odd body).
+    return "fail", f"{type(exc).__name__}: {_short(exc)}", None
 
 
 def _short(text, limit=200):
@@ -242,7 +290,7 @@ def _openai_errors():
     import openai
 
     return (openai.APIError, json.JSONDecodeError, MalformedResponseError,
-            UnsupportedResponseError)  # fmt: skip
+            UnsupportedResponseError, UnusableAnswerError)  # fmt: skip
 
 
 def call_with_retries(
@@ -252,8 +300,9 @@ def call_with_retries(
     backoff=0.5,
     max_backoff=30.0,
     rng=None,
-    sleep=time.sleep,
+    sleep=None,
     on_attempt=None,
+    stop=None,
 ):
     """Call ``fn()`` and retry transient failures with backoff and jitter.
 
@@ -270,9 +319,13 @@ def call_with_retries(
     max_backoff : float, default=30.0
     rng : random.Random, default=None
         Source of the jitter.
-    sleep : callable, default=time.sleep
+    sleep : callable, default=None
+        ``sleep(seconds)``; None waits on ``stop`` (or ``time.sleep``).
     on_attempt : callable, default=None
         Called with no argument before every attempt (to count requests).
+    stop : threading.Event, default=None
+        When set, no further attempt is made and a wait ends at once, raising
+        :class:`Cancelled`.
 
     Returns
     -------
@@ -281,20 +334,39 @@ def call_with_retries(
 
     Raises
     ------
+    FatalRequestError
+        When no request can succeed (401, 403, 404, an exhausted quota).
     RequestFailed
         When the error is not transient or the retries are spent.
+    Cancelled
+        When ``stop`` was set.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> def flaky():
+    ...     calls.append(1)
+    ...     if len(calls) < 3:
+    ...         raise MalformedResponseError("no choices")
+    ...     return "ok"
+    >>> call_with_retries(flaky, 5, backoff=0.0)
+    ('ok', 2)
     """
     rng = rng or random.Random()
     errors = _openai_errors()
     attempt = 0
     while True:
+        if stop is not None and stop.is_set():
+            raise Cancelled()
         if on_attempt is not None:
             on_attempt()
         try:
             return fn(), attempt
         except errors as exc:
-            retryable, reason, retry_after = _classify(exc)
-            if not retryable:
+            kind, reason, retry_after = _classify(exc)
+            if kind == "fatal":
+                raise FatalRequestError(reason, attempt + 1) from exc
+            if kind == "fail":
                 raise RequestFailed(reason, attempt + 1) from exc
             if attempt >= max_retries:
                 raise RequestFailed(
@@ -305,41 +377,92 @@ def call_with_retries(
             else:
                 delay = min(max_backoff, backoff * 2**attempt * (0.5 + rng.random()))
             logger.debug("retrying after %s in %.2f s", reason, delay)
-            sleep(delay)
+            if sleep is not None:
+                sleep(delay)
+            elif stop is not None:
+                if stop.wait(delay):
+                    raise Cancelled() from None
+            else:
+                time.sleep(delay)
             attempt += 1
 
 
-def run_concurrently(items, worker, on_done, n_jobs=4, progress=None):
+def run_concurrently(
+    items, worker, on_done, n_jobs=4, progress=None, stop=None, grace=2.0
+):
     """Run ``worker(item)`` for every item with ``n_jobs`` in flight.
 
     ``on_done(item, result, error)`` runs in the calling thread as each item
     finishes (``error`` is a :class:`RequestFailed` or None), so that results
-    can be stored at once. If the calling thread is interrupted, pending items
-    are cancelled and finished ones have been handed over already.
+    can be stored at once. A :class:`FatalRequestError` sets ``stop``: no new
+    item starts, the items in flight finish (and are handed over), and the
+    error is raised. If the calling thread is interrupted, ``stop`` is set, the
+    workers' waits end at once, finished items have been handed over, items
+    still in flight get ``grace`` seconds to finish (a worker that must keep
+    its result stores it itself), and the interrupt goes on.
 
     Parameters
     ----------
     items : list
     worker : callable
+        ``worker(item)``; it should pass ``stop`` to
+        :func:`call_with_retries` so that its waits can be cut short.
     on_done : callable
     n_jobs : int, default=4
     progress : tqdm-like, default=None
         Its ``update(1)`` is called per finished item.
+    stop : threading.Event, default=None
+        Created if None.
+    grace : float, default=2.0
+        Seconds an interrupted run waits for requests already in flight.
+
+    Raises
+    ------
+    FatalRequestError
+        The first fatal failure, after the requests in flight have finished.
     """
     items = list(items)
     if not items:
         return
+    stop = stop if stop is not None else threading.Event()
     n_jobs = max(1, min(int(n_jobs), len(items)))
     pool = ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="skcandist")
+    fatal = None
+    futures = {}
+    interrupted = False
     try:
         futures = {pool.submit(worker, item): item for item in items}
         for future in as_completed(futures):
+            if future.cancelled():
+                continue
             try:
                 result, error = future.result(), None
+            except Cancelled:
+                continue
+            except FatalRequestError as exc:
+                if fatal is None:
+                    fatal = exc
+                    stop.set()
+                    for other in futures:
+                        other.cancel()
+                continue
             except RequestFailed as exc:
                 result, error = None, exc
             on_done(futures[future], result, error)
             if progress is not None:
                 progress.update(1)
+    except BaseException:
+        interrupted = True
+        stop.set()
+        for other in futures:
+            other.cancel()
+        # Requests in flight store their own answers (the worker does): give
+        # them a moment to arrive; the waits of the others end at once.
+        pending = [f for f in futures if not f.done()]
+        if pending:
+            wait(pending, timeout=grace)
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
+    if fatal is not None:
+        raise fatal
