@@ -35,17 +35,7 @@ class AnnotatedTexts:
         info)``, called once on first access when ``candidates`` is None.
     info : dict, default=None
         What the annotation of these texts cost and left over: ``usage``,
-        ``failures`` and ``label_proba`` (see the attributes).
-
-    Attributes
-    ----------
-    usage : dict or None
-        The request counters of the call that annotated these texts (see
-        :attr:`CandidateAnnotator.usage_`); None if not annotated by one.
-    failures : dict
-        Row -> reason, for the rows whose annotation failed.
-    label_proba : ndarray of shape (n_texts, n_classes) or None
-        The label distributions of a log-probability answer mode.
+        ``failures`` and ``label_proba`` (see the properties of the same names).
 
     Examples
     --------
@@ -90,7 +80,11 @@ class AnnotatedTexts:
 
     @property
     def usage(self):
-        """Request counters of the call that annotated these texts, or None."""
+        """Request counters of the call that annotated these texts, or None.
+
+        The keys of :attr:`CandidateAnnotator.usage_`; None when the sets did
+        not come from an annotator.
+        """
         self.candidates  # noqa: B018 - computes a deferred annotation
         usage = self._info.get("usage")
         return None if usage is None else dict(usage)

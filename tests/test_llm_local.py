@@ -19,6 +19,7 @@ from skcandist.llm.local import (
     LocalLLMUnavailableError,
     default_cache_dir,
     find_free_port,
+    model_identity,
     model_path,
 )
 
@@ -65,6 +66,12 @@ FAKE_SERVER = textwrap.dedent(
             self.rfile.read(int(self.headers["Content-Length"]))
             if os.environ.get("FAKE_SERVER_MODE") == "crash":
                 os._exit(139)
+            if self.path.endswith("/chat/completions"):
+                message = {"role": "assistant", "content": '["spam"]'}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+                self._send({"id": "c", "object": "chat.completion", "created": 0,
+                            "model": "m", "choices": [choice]})
+                return
             self._send({"choices": [{"text": " x", "index": 0}]})
 
 
@@ -350,3 +357,48 @@ def test_server_is_stopped_at_interpreter_exit(fake_server_module, tmp_path):
     pid, port = map(int, done.stdout.split())
     assert _process_gone(pid)
     assert _port_is_free(port)
+
+
+def test_model_identity_follows_the_file_content(tmp_path):
+    one, same, other = (tmp_path / n for n in ("a.gguf", "b.gguf", "c.gguf"))
+    one.write_bytes(b"GGUF weights 1")
+    same.write_bytes(b"GGUF weights 1")
+    other.write_bytes(b"GGUF weights 2")
+    assert model_identity(one) == model_identity(same)
+    assert model_identity(one) != model_identity(other)
+    assert model_identity(one).startswith("llama.cpp:sha256:")
+
+
+def test_local_server_answers_survive_a_new_port(fake_server_module, tmp_path):
+    """Defect 2: the embedded server's random port is not part of the cache key."""
+    from skcandist import CandidateAnnotator
+
+    cache = tmp_path / "answers.sqlite"
+    runs = []
+    ports = [find_free_port()]
+    while len(ports) < 2:
+        port = find_free_port()
+        if port != ports[0]:
+            ports.append(port)
+    for port in ports:
+        with LocalLLMServer(
+            fake_server_module, server_module="fake_llama_server", port=port
+        ) as s:
+            annotator = CandidateAnnotator(
+                ["spam", "ham"],
+                base_url=s.base_url,
+                model=s.model,
+                cache=cache,
+                retrieval="tfidf",
+                verbose=0,
+            )
+            out = annotator.fit_transform(["win a prize"])
+            runs.append((s.port, s.identity, out.usage))
+    (port1, id1, usage1), (port2, id2, usage2) = runs
+    assert id1 == id2 == model_identity(fake_server_module)
+    assert usage1["requests"] == 1
+    assert usage2["requests"] == 0 and usage2["cache_hits"] == 1
+    # Once stopped, the URL no longer carries the identity.
+    from skcandist.llm.building import endpoint_identity
+
+    assert endpoint_identity(f"http://127.0.0.1:{port1}/v1") != id1
