@@ -15,6 +15,7 @@ The estimator holds the parameters, validates them, and wires the pieces of
 
 import json
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -543,7 +544,11 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             label_tokens = None
         elif isinstance(label_tokens, str):  # "auto"
             label_tokens = fetching.first_tokens(
-                self.base_url, self.model, list(labels), timeout=min(self.timeout, 10)
+                self.base_url,
+                self.model,
+                list(labels),
+                timeout=min(self.timeout, 10),
+                api_key=os.environ.get("OPENAI_API_KEY"),
             )
         self.classes_ = classes
         self.label_descriptions_ = dict(labels)
