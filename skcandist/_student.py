@@ -51,6 +51,33 @@ def _softmax(logits):
     return torch.softmax(logits, dim=-1)
 
 
+def _cuda_devices():
+    """The CUDA devices whose generators ``torch.manual_seed`` reseeds."""
+    if torch.cuda.is_available():
+        return list(range(torch.cuda.device_count()))
+    return []
+
+
+def _available_device(device):
+    """``device``, or "cpu" (with a warning) where it does not exist here."""
+    name = str(device)
+    missing = (name.startswith("cuda") and not torch.cuda.is_available()) or (
+        name.startswith("mps")
+        and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        )
+    )
+    if missing:
+        warnings.warn(
+            f"this student was trained on device={name!r}, which this machine does "
+            "not have; it was loaded on the CPU (set_params(device=...) to change).",
+            SkcandistWarning,
+            stacklevel=3,
+        )
+        return "cpu"
+    return device
+
+
 class _Head(nn.Module):
     """Classifier head on frozen sentence embeddings (the inputs are embeddings)."""
 
@@ -696,15 +723,21 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             self.encoder,
             max_length=self.max_length,
             cache_dir=self.cache_dir,
-            device=self.device,
+            # A student loaded where its device is missing runs on the CPU.
+            device=getattr(self, "_loaded_on", None) or self.device,
         )
 
     def _tokenize(self, texts):
-        if getattr(self, "_tokenizer", None) is None:
+        # Cached with the path it was loaded from: set_params(encoder=...) must
+        # not tokenize for the new encoder with the old vocabulary.
+        path = str(self._encoder_path())
+        cached = getattr(self, "_tokenizer", None)
+        if cached is None or cached[0] != path:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self._encoder_path())
-        batch = self._tokenizer(
+            cached = (path, AutoTokenizer.from_pretrained(path))
+            self._tokenizer = cached
+        batch = cached[1](
             list(texts),
             padding="max_length",
             truncation=True,
@@ -786,6 +819,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         self
         """
         self._check_params()
+        self.__dict__.pop("_loaded_on", None)  # a refit runs on self.device
         texts, cands, classes, single = self._check_targets(X, y, classes)
         # The teacher's preferred label, -1 where it named none (not the stand-in
         # first candidate that ``single`` holds there for loss="ce").
@@ -802,7 +836,19 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
                 raise InvalidInputError(
                     f"augmented holds {len(augmented)} texts for {len(texts)} texts."
                 )
-        self.classes_ = classes
+        if (
+            self.loss == "candist"
+            and self.consistency
+            and self.dropout == 0
+            and augmented is None
+        ):
+            warnings.warn(
+                "dropout=0 with no augmentation makes the consistency term's two "
+                "views identical, so it adds nothing; set dropout > 0, pass "
+                "augment= (or fit(augmented=...)), or consistency=False.",
+                SkcandistWarning,
+                stacklevel=2,
+            )
         inputs = self._inputs(texts, augmented)
         seed = 0 if self.random_state is None else int(self.random_state)
         dim = inputs["x"].shape[1] if not self.finetune else None
@@ -817,7 +863,9 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             teacher = fit_teacher_model(
                 features, cands, primary, n_splits=_TEACHER_FOLDS, random_state=seed
             )
-        with torch.random.fork_rng(devices=[]):
+        # torch.manual_seed seeds every CUDA device too: fork them all, so that
+        # the caller's generators are left as they were.
+        with torch.random.fork_rng(devices=_cuda_devices()):
             torch.manual_seed(seed)
             module = self._build_module(len(classes), dim)
             net = self._build_net(module, len(texts))
@@ -866,6 +914,9 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
                 net.probs_t = L.uniform_targets(torch.ones_like(cands_t))
             net.partial_fit(inputs, cands)
         self._release_buffers(net)
+        # Fitted attributes only now: a refit that fails leaves the previous
+        # fit whole (classes_ and net_ from the same fit).
+        self.classes_ = classes
         self.net_ = net
         self.answer_reliability_ = (
             None
@@ -954,6 +1005,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
     def __getstate__(self):
         state = dict(super().__getstate__())
         state.pop("_tokenizer", None)
+        state.pop("_loaded_on", None)
         net = state.pop("net_", None)
         if net is not None:
             buffer = io.BytesIO()
@@ -973,10 +1025,19 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SkcandistWarning)
                 module = self._build_module(n_classes, dim, pretrained=False)
+            # Tensors saved on a GPU load on the CPU first (map_location); the
+            # net then moves them to its device, or stays on the CPU where
+            # that device does not exist here.
             module.load_state_dict(
-                torch.load(io.BytesIO(module_state), weights_only=True)
+                torch.load(
+                    io.BytesIO(module_state), map_location="cpu", weights_only=True
+                )
             )
+            device = _available_device(self.device)
+            if device != self.device:
+                self._loaded_on = device
             self.net_ = self._build_net(module, 0)
+            self.net_.set_params(device=device)
             self.net_.initialize()
             from skorch.history import History
 

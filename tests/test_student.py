@@ -4,6 +4,7 @@ import contextlib
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -561,3 +562,94 @@ def test_binary_student_is_never_below_the_teacher_or_a_single_label_peer(
     candist, teacher, lr = (sst2_results[k] for k in ("candist", "teacher", "lr"))
     assert candist[0] >= max(teacher[0], lr[0]) - 0.005, sst2_results
     assert candist[1] >= lr[1] - 0.005, sst2_results
+
+
+# ------------------------------------------------- defects found in review (#12)
+def test_a_new_encoder_gets_its_own_tokenizer(monkeypatch):
+    import transformers
+
+    loaded = []
+
+    class FakeTokenizer:
+        def __init__(self, path):
+            self.path = path
+
+        def __call__(self, texts, **kwargs):
+            ids = np.ones((len(texts), 4), dtype=np.int64)
+            return {"input_ids": ids, "attention_mask": ids}
+
+    def from_pretrained(path, *args, **kwargs):
+        loaded.append(str(path))
+        return FakeTokenizer(path)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    clf = CanDistClassifier(finetune=True)
+    clf._tokenize(["a"])
+    clf._tokenize(["b"])  # cached for the same encoder
+    clf.set_params(encoder="/some/other/encoder")
+    clf._tokenize(["c"])
+    assert loaded == [str(CanDistClassifier()._encoder_path()), "/some/other/encoder"]
+
+
+def test_a_student_trained_on_a_missing_device_loads_on_the_cpu():
+    from skcandist.exceptions import SkcandistWarning
+
+    clf = _fit()
+    expected = clf.predict_proba(TEXTS)
+    state = clf.__getstate__()
+    state["device"] = "cuda"  # as pickled by a student trained on a GPU
+    restored = CanDistClassifier.__new__(CanDistClassifier)
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the device exists")
+    with pytest.warns(SkcandistWarning, match="loaded on the CPU"):
+        restored.__setstate__(state)
+    assert restored.net_.device == "cpu"
+    np.testing.assert_allclose(restored.predict_proba(TEXTS), expected, atol=1e-6)
+
+
+def test_a_failed_refit_leaves_the_previous_fit_whole(monkeypatch):
+    from skcandist import _student
+
+    clf = _fit()
+    before = clf.predict_proba(TEXTS)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(_student._RefineryNet, "partial_fit", broken)
+    three = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]] * 2)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        clf.fit(TEXTS, three, classes=["a", "b", "c"])
+    assert clf.classes_.tolist() == CLASSES
+    np.testing.assert_array_equal(clf.predict_proba(TEXTS), before)
+
+
+def test_seeding_forks_every_cuda_generator(monkeypatch):
+    from skcandist import _student
+
+    if not torch.cuda.is_available():
+        assert _student._cuda_devices() == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _student._cuda_devices() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "params, warns",
+    [
+        ({"dropout": 0.0}, True),
+        ({"dropout": 0.0, "consistency": False}, False),
+        ({"dropout": 0.0, "augment": lambda texts: [t + "!" for t in texts]}, False),
+        ({"dropout": 0.1}, False),
+    ],
+)
+def test_dropout_zero_without_augmentation_warns(params, warns):
+    from skcandist.exceptions import SkcandistWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _fit(**params)
+    hits = [w for w in caught if issubclass(w.category, SkcandistWarning)]
+    assert bool(hits) == warns
+    if warns:
+        assert "identical" in str(hits[0].message)
