@@ -458,7 +458,6 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         _check_number("top_logprobs", self.top_logprobs, 1, integer=True)
         _check_number("proba_mass", self.proba_mass, 0, 1)
         _check_number("proba_ratio", self.proba_ratio, 0, 1, none_ok=True)
-        _check_label_tokens(self.label_tokens, labels)
         _check_choice("calibration", self.calibration, _CALIBRATIONS)
         _check_number("n_jobs", self.n_jobs, 1, integer=True)
         _check_number("max_retries", self.max_retries, 0, integer=True)
@@ -528,6 +527,8 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         return self
 
     def _fit(self, X):
+        """Fit; returns the checked texts (or None) and, with
+        ``calibration="batch"``, the answers collected for them (else None)."""
         labels = self._validate_params()
         texts = None if X is None else check_texts(X)
         classes = np.array(list(labels), dtype=object)
@@ -571,7 +572,7 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             ok = ~np.isnan(proba).any(axis=1) & (np.nan_to_num(proba).sum(axis=1) > 0)
             if ok.any():
                 self.calibration_reference_ = proba[ok].mean(axis=0)
-        return collected
+        return texts, collected
 
     # -- the pieces -----------------------------------------------------------
     def _holders(self):
@@ -743,14 +744,12 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         return decoded.candidates, decoded.single, info
 
     def _annotate(self, texts):
+        """Annotate texts already checked (by annotate or transform)."""
         import scipy.sparse as sp
 
-        check_is_fitted(self, "classes_")
-        texts = check_texts(texts)
         candidates, single, info = self._finish(self._collect(texts))
         return sp.csr_matrix(candidates), single, info
 
-    # -- public API ---------------------------------------------------------------
     # -- public API ---------------------------------------------------------------
     def annotate(self, X):
         """Request the candidate sets of ``X`` now.
@@ -846,8 +845,9 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         """
         import scipy.sparse as sp
 
-        collected = self._fit(X)
-        texts = check_texts(X)
+        texts, collected = self._fit(X)
+        if texts is None:
+            texts = check_texts(X)  # raises: there is nothing to annotate
         try:
             if collected is None:
                 collected = self._collect(texts)

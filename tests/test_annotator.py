@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,9 @@ from skcandist.exceptions import (
 )
 from skcandist.testing import FakeLLMServer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _llm import make_annotator, query_text  # noqa: E402
+
 LABELS = {"spam": "unsolicited advertising", "ham": "a normal message"}
 TEXTS = ["WIN CASH NOW", "see you at dinner", "free prize, maybe a scam?"]
 ANSWERS = {
@@ -34,25 +38,12 @@ ANSWERS = {
 }
 
 
-def query_text(request):
-    """The text of the query (last user message or last Text: line)."""
-    if request["_endpoint"] == "chat":
-        content = request["messages"][-1]["content"]
-    else:
-        content = request["prompt"].rsplit("Text: ", 1)[-1].rsplit("\nLabel:", 1)[0]
-    return content.split("Text: ", 1)[-1]
-
-
 def by_text(answers, default='["ham"]'):
     return lambda request: answers.get(query_text(request), default)
 
 
 def make(server, **params):
-    params.setdefault("verbose", 0)
-    params.setdefault("retrieval", "tfidf")
-    params.setdefault("backoff", 0.01)
-    params.setdefault("timeout", 5.0)
-    return CandidateAnnotator(LABELS, base_url=server.base_url, **params)
+    return make_annotator(server, LABELS, **params)
 
 
 @pytest.fixture(scope="module")

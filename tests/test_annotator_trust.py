@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -28,22 +29,15 @@ from skcandist.llm import building
 from skcandist.llm.cache import AnswerCache, default_cache_path
 from skcandist.testing import FakeLLMServer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _llm import make_annotator, query_text  # noqa: E402
+
 LABELS = ["spam", "ham"]
 TEXTS = ["WIN CASH NOW", "see you at dinner", "free prize, maybe a scam?"]
 
 
-def query_text(request):
-    if request["_endpoint"] == "chat":
-        return request["messages"][-1]["content"].split("Text: ", 1)[-1]
-    return request["prompt"].rsplit("Text: ", 1)[-1].rsplit("\nLabel:", 1)[0]
-
-
 def make(server, **params):
-    params.setdefault("verbose", 0)
-    params.setdefault("retrieval", "tfidf")
-    params.setdefault("backoff", 0.01)
-    params.setdefault("timeout", 5.0)
-    return CandidateAnnotator(LABELS, base_url=server.base_url, **params)
+    return make_annotator(server, LABELS, **params)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import parsing
 from .building import LOGPROB_MODES
-from .requests import UnusableAnswerError
+from .requests import UnusableAnswerError, _short
 
 __all__ = ["check_usable", "Decoded", "AnswerDecoder"]
 
@@ -45,7 +45,7 @@ def check_usable(record, answer):
     """  # noqa: E501
     finish = record.get("finish_reason")
     if record.get("refusal"):
-        raise UnusableAnswerError(f"refused: {parsing._short(record['refusal'])}")
+        raise UnusableAnswerError(f"refused: {_short(record['refusal'])}")
     if finish == "content_filter":
         raise UnusableAnswerError("stopped by the content filter")
     if answer in LOGPROB_MODES:
@@ -60,7 +60,7 @@ def check_usable(record, answer):
             json.loads(content)
         except ValueError:
             raise UnusableAnswerError(
-                f"not JSON in the JSON mode: {parsing._short(content, 80)!r}"
+                f"not JSON in the JSON mode: {_short(content, 80)!r}"
             ) from None
 
 

@@ -180,13 +180,18 @@ def _sha256_matches(pkg, path):
     expected = getattr(pkg, "EXPECTED_SHA256", None)
     if expected is None:
         return True
+    return _file_sha256(path) == expected
+
+
+def _file_sha256(path):
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest() == expected
+    return digest.hexdigest()
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -246,17 +251,11 @@ def model_identity(path):
     -------
     str
     """
-    import hashlib
-
     path = Path(path).resolve()
     stat = path.stat()
     memo = (str(path), stat.st_size, stat.st_mtime_ns)
     if memo not in _IDENTITIES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
-        _IDENTITIES[memo] = f"llama.cpp:sha256:{digest.hexdigest()}"
+        _IDENTITIES[memo] = f"llama.cpp:sha256:{_file_sha256(path)}"
     return _IDENTITIES[memo]
 
 

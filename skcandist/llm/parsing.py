@@ -66,11 +66,6 @@ def label_key(name):
     return " ".join(re.sub(r"[\W_]+", " ", str(name).lower()).split())
 
 
-def _short(text, limit=200):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 @dataclass
 class ParsedAnswer:
     """The labels found in one answer.
