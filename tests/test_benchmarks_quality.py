@@ -193,3 +193,20 @@ def test_quality_rule(n_classes, coverage, candist, expected):
     assert verdict["pass"] is expected
     assert verdict["annotation"]["best_peer"] in ("teacher_single", "student_ce")
     assert verdict["test"]["best_peer"] == "cleanlab"
+
+
+@pytest.mark.slow
+def test_probe_student_heads_quick(tmp_path, shared_data):
+    _run("probe_student_heads.py", tmp_path, "run", "--seeds", "0", "--part", "q")
+    rows = json.loads((tmp_path / "student_heads_q.json").read_text())
+    assert {(r["setting"], r["head"]) for r in rows} == {
+        (s, h)
+        for s in ("trec", "sms_spam/embedding/weak")
+        for h in ("default", "linear", "dropout_0.3")
+    }
+    for row in rows:
+        assert 0.0 <= row["annotation"] <= 1.0 and 0.0 <= row["test"] <= 1.0
+    _run("probe_student_heads.py", tmp_path, "table")
+    table = (tmp_path / "student_heads.md").read_text()
+    assert "| trec | 1 |" in table and "| sms_spam/embedding/weak | 1 |" in table
+    assert "Settings meeting the rule: default " in table
