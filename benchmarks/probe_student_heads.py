@@ -52,7 +52,8 @@ QUICK_SETTINGS = [("trec", "tfidf", "default"), ("sms_spam", "embedding", "weak"
 
 
 def run(seeds, heads, out, part, quick=False):
-    args = bq.parse_args([])
+    # The sizes of the committed quality.md run (--n-test 1000; TREC has 500).
+    args = bq.parse_args(["--n-test", "1000"])
     args.cache_dir = CACHE
     settings = SETTINGS
     if quick:
