@@ -430,8 +430,20 @@ def run_concurrently(
     fatal = None
     futures = {}
     interrupted = False
+
+    def guarded(item):
+        # The worker that meets a fatal error stops the others itself: waiting
+        # for the calling thread to notice would let them start more requests.
+        if stop.is_set():
+            raise Cancelled()
+        try:
+            return worker(item)
+        except FatalRequestError:
+            stop.set()
+            raise
+
     try:
-        futures = {pool.submit(worker, item): item for item in items}
+        futures = {pool.submit(guarded, item): item for item in items}
         for future in as_completed(futures):
             if future.cancelled():
                 continue
