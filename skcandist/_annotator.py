@@ -873,6 +873,39 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         check_is_fitted(self, "classes_")
         return np.asarray(self.classes_, dtype=object)
 
+    def build_requests(self, X):
+        """The request bodies that annotating ``X`` would send; sends nothing.
+
+        One per distinct text, cached or not, in the order of first
+        appearance: what a dry run shows, and what a batch file would hold.
+
+        Parameters
+        ----------
+        X : sequence of str
+
+        Returns
+        -------
+        list of dict
+            ``{"url": "/v1/chat/completions" or "/v1/completions", "body":
+            <the request's JSON body>, "key": <its answer-cache key>}``.
+
+        Examples
+        --------
+        >>> annotator = CandidateAnnotator(["spam", "ham"], model="m", cache=None)
+        >>> requests = annotator.fit().build_requests(["win cash", "win cash"])
+        >>> len(requests), requests[0]["url"], requests[0]["body"]["model"]
+        (1, '/v1/chat/completions', 'm')
+        """
+        check_is_fitted(self, "classes_")
+        texts = check_texts(X)
+        plan, keys, _ = self._plan(texts)
+        urls = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+        unique = dict(zip(keys, plan))
+        return [
+            {"url": urls[r["endpoint"]], "body": dict(r["params"]), "key": k}
+            for k, r in unique.items()
+        ]
+
     def estimate(self, X):
         """Requests and tokens that annotating ``X`` would cost; sends nothing.
 

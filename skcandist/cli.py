@@ -1,13 +1,18 @@
 """The ``skcandist`` command line.
 
-Three commands:
+Four commands:
 
 ``skcandist annotate DATA.csv --labels ... --out OUT.csv``
     Ask the LLM for candidate sets, train the student on them, and write per row
-    the candidate set, the student's label and its probability.
+    the candidate set, the student's label and its probability. ``--save-model
+    PATH`` keeps the trained student; ``--dry-run`` prints what the LLM phase
+    would send and cost (``--price-in`` / ``--price-out``) and sends nothing.
 ``skcandist evaluate DATA.csv --labels ... --gold-column label``
     The same, then compare the teacher's single labels and the student's labels
     with the gold column (the paper's metrics, as a table).
+``skcandist predict MODEL DATA.csv --out OUT.csv``
+    Label new texts with a saved student alone: no LLM, no endpoint. A model
+    file is a pickle, and loading one runs code: load only files you trust.
 ``skcandist demo``
     ``evaluate`` on a slice of the bundled SMS Spam Collection with the embedded
     local LLM: no configuration, no network.
@@ -186,8 +191,38 @@ def _load_examples(args, labels):
     return [(r[args.text_column], r[args.examples_label_column]) for r in rows]
 
 
+def _check_gold(rows, args, names, evaluate):
+    if evaluate and not args.gold_column:
+        raise CommandError("evaluate needs --gold-column, the column of gold labels.")
+    if args.gold_column:
+        unknown = sorted({r[args.gold_column] for r in rows} - set(names))
+        if unknown:
+            raise CommandError(
+                f"column {args.gold_column!r} holds labels that are not in --labels: "
+                f"{unknown[:5]}; add them to --labels or fix the data."
+            )
+
+
+def _check_save_path(path):
+    """Fail before any request when the model could not be written."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"--save-model {path} is a folder; give a file name.")
+    if not path.parent.exists():
+        raise CommandError(
+            f"--save-model {path}: the folder {path.parent} does not exist."
+        )
+    return path
+
+
 def run_job(args, evaluate=False, out=None):
-    """Annotate, distil, write, and (with ``evaluate``) compare with gold labels."""
+    """Annotate, distil, write, and (with ``evaluate``) compare with gold labels.
+
+    With ``args.dry_run``, only plan: print what the LLM phase would cost and
+    return that plan, sending no request.
+    """
     import numpy as np
 
     from . import metrics
@@ -196,21 +231,21 @@ def run_job(args, evaluate=False, out=None):
     started = time.perf_counter()
     labels = parse_labels(args.labels)
     rows, fields = read_table(args.data, args.text_column, args.gold_column)
-    if evaluate and not args.gold_column:
-        raise CommandError("evaluate needs --gold-column, the column of gold labels.")
     names = list(labels if isinstance(labels, list) else labels.keys())
-    if args.gold_column:
-        unknown = sorted({r[args.gold_column] for r in rows} - set(names))
-        if unknown:
-            raise CommandError(
-                f"column {args.gold_column!r} holds labels that are not in --labels: "
-                f"{unknown[:5]}; add them to --labels or fix the data."
-            )
+    _check_gold(rows, args, names, evaluate)
+    save_path = _check_save_path(getattr(args, "save_model", None))
     texts = [r[args.text_column] for r in rows]
     examples = _load_examples(args, labels)
 
     base_url = _endpoint(args)
     model = args.model or os.environ.get("SKCANDIST_MODEL")
+    if base_url is not None and model is None:
+        raise CommandError(
+            "an endpoint is configured but no model: pass --model or set "
+            "SKCANDIST_MODEL."
+        )
+    if getattr(args, "dry_run", False):
+        return dry_run(args, labels, examples, texts, base_url, model, out=out)
     server = None
     if base_url is None:
         from .llm.local import LocalLLMServer
@@ -219,11 +254,6 @@ def run_job(args, evaluate=False, out=None):
         server = LocalLLMServer(verbose=not args.quiet)
         server.start()
         base_url, model = server.base_url, server.model
-    elif model is None:
-        raise CommandError(
-            "an endpoint is configured but no model: pass --model or set "
-            "SKCANDIST_MODEL."
-        )
     else:
         check_reachable(base_url)
     try:
@@ -240,19 +270,24 @@ def run_job(args, evaluate=False, out=None):
     from ._student import CanDistClassifier
 
     _say(args, "student phase: training on the candidate sets")
-    student = CanDistClassifier(
-        loss=args.loss, random_state=args.seed, verbose=0 if args.quiet else 1
-    )
+    student = CanDistClassifier(loss=args.loss, random_state=args.seed)
     if args.max_epochs:
         student.set_params(max_epochs=args.max_epochs)
+    if not args.quiet:
+        from ._progress import EpochProgress
+
+        student.set_params(callbacks=[EpochProgress()])
     student.fit(annotated)
     proba = student.predict_proba(annotated.texts)
     classes = student.classes_
     final = classes[proba.argmax(axis=1)]
+    if save_path is not None:
+        save_model(student, save_path)
+        _say(args, f"student saved to {save_path}")
 
     candidates = annotated.candidates.toarray().astype(bool)
     if args.out:
-        _write_output(args.out, rows, fields, candidates, classes, final, proba)
+        _write_output(args.out, rows, fields, final, proba, classes, candidates)
     elapsed = time.perf_counter() - started
     summary = {
         "texts": len(texts),
@@ -290,22 +325,138 @@ def run_job(args, evaluate=False, out=None):
     return report
 
 
-def _write_output(path, rows, fields, candidates, classes, final, proba):
+# -- dry run ------------------------------------------------------------------
+#: Where the dry run of the embedded local LLM says its answers come from: no
+#: server is started, so the model file's identity is registered for this URL.
+_DRY_RUN_LOCAL_URL = "http://127.0.0.1:1/v1"
+
+
+def dry_run(args, labels, examples, texts, base_url, model, out=None):
+    """What the LLM phase would send and cost; sends nothing.
+
+    Returns the plan as a dict (``requests``, ``cached``, estimated tokens and,
+    with ``--price-in`` / ``--price-out``, ``estimated_cost``).
+    """
+    from .llm.building import register_endpoint, unregister_endpoint
+
+    out = sys.stdout if out is None else out
+    local = base_url is None
+    if local:
+        from .llm.local import LocalLLMServer, model_identity, model_path
+
+        base_url, model = _DRY_RUN_LOCAL_URL, LocalLLMServer().model
+        register_endpoint(base_url, model_identity(model_path()))
+    try:
+        annotator = _build_annotator(
+            args, labels, examples, base_url, model, local=local
+        )
+        # No tokenizer call: label tokens change what is parsed, not the cost.
+        annotator.set_params(label_tokens=None).fit()
+        plan = annotator.estimate(texts)
+        sample = annotator.build_requests(texts[:1])[0]["body"]
+    finally:
+        if local:
+            unregister_endpoint(base_url)
+    report = {
+        "endpoint": "embedded local LLM" if local else base_url,
+        "model": model,
+        **plan,
+    }
+    prices = (getattr(args, "price_in", None), getattr(args, "price_out", None))
+    if any(p is not None for p in prices):
+        price_in, price_out = (p or 0.0 for p in prices)
+        report["estimated_cost"] = round(
+            plan["prompt_tokens"] / 1e6 * price_in
+            + plan["completion_tokens"] / 1e6 * price_out,
+            6,
+        )
+    lines = ["dry run: no request was sent.", "| quantity | value |", "| --- | --- |"]
+    for key, value in report.items():
+        lines.append(f"| {key.replace('_', ' ')} | {value} |")
+    lines += ["", "the request of the first text:", json.dumps(sample, indent=2)]
+    print("\n".join(lines), file=out)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+# -- the student: progress, saving, loading -----------------------------------
+def save_model(student, path):
+    """Write the fitted student to ``path`` with joblib (atomically)."""
+    import joblib
+
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    extra = ["candidates", "label", "probability"]
+    try:
+        joblib.dump(student, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def load_model(path):
+    """The student saved by ``--save-model``; a clear error for anything else.
+
+    Loading a pickle runs code from the file: load only files you trust.
+    """
+    import joblib
+
+    from ._student import CanDistClassifier
+
+    path = Path(path)
+    if not path.is_file():
+        raise CommandError(f"{path}: no such model file.")
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # a pickle can fail in many ways
+        raise CommandError(
+            f"{path} is not a skcandist model file (written by --save-model): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(model, CanDistClassifier) or not hasattr(model, "net_"):
+        raise CommandError(
+            f"{path} holds a {type(model).__name__}, not a fitted skcandist "
+            "CanDistClassifier (write one with --save-model)."
+        )
+    return model
+
+
+def run_predict(args, out=None):
+    """Label the texts of a CSV file with a saved student; no LLM is involved."""
+    out = sys.stdout if out is None else out
+    model = load_model(args.model_file)
+    rows, fields = read_table(args.data, args.text_column)
+    texts = [r[args.text_column] for r in rows]
+    _say(args, f"predicting {len(texts)} texts with {args.model_file}")
+    proba = model.predict_proba(texts)
+    classes = model.classes_
+    final = classes[proba.argmax(axis=1)]
+    _write_output(args.out, rows, fields, final, proba)
+    counts = {str(c): int((final == c).sum()) for c in classes}
+    report = {
+        "summary": {"texts": len(texts), **{f"label {c}": n for c, n in counts.items()}}
+    }
+    _print_report(out, report)
+    return report
+
+
+def _write_output(path, rows, fields, final, proba, classes=None, candidates=None):
+    """Every input column, then the candidate set (where known), the student's
+    label and its probability; written to a side file, then renamed."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    extra = ["label", "probability"]
+    if candidates is not None:
+        extra = ["candidates"] + extra
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(fields) + extra)
         writer.writeheader()
-        for row, cand, label, p in zip(rows, candidates, final, proba):
-            writer.writerow(
-                dict(
-                    row,
-                    candidates="|".join(str(c) for c in classes[cand]),
-                    label=label,
-                    probability=f"{p.max():.4f}",
-                )
-            )
+        for i, (row, label, p) in enumerate(zip(rows, final, proba)):
+            values = dict(row, label=label, probability=f"{p.max():.4f}")
+            if candidates is not None:
+                values["candidates"] = "|".join(str(c) for c in classes[candidates[i]])
+            writer.writerow(values)
     os.replace(tmp, path)
 
 
@@ -370,6 +521,21 @@ def run_demo(args, out=None):
 
 
 # -- parser -----------------------------------------------------------------------
+_PICKLE_WARNING = (
+    "A model file is a pickle: loading one runs code stored in it. Only load "
+    "model files you wrote yourself or otherwise trust."
+)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help, without "(default: None)" noise."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _add_job_options(p):
     p.add_argument("--labels", help="comma-separated names, or a .txt / .json file")
     p.add_argument("--text-column", default="text", help="column holding the texts")
@@ -378,18 +544,31 @@ def _add_job_options(p):
     p.add_argument(
         "--examples-label-column", default="label", help="label column of --examples"
     )
-    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
-    p.add_argument("--model", default=None, help="model name at the endpoint")
+    p.add_argument(
+        "--base-url",
+        default=None,
+        help="OpenAI-compatible endpoint (else SKCANDIST_BASE_URL, OPENAI_BASE_URL, "
+        "else the embedded local LLM)",
+    )
+    p.add_argument(
+        "--model", default=None, help="model name at the endpoint (or SKCANDIST_MODEL)"
+    )
     p.add_argument(
         "--prompt",
         default=os.environ.get("SKCANDIST_PROMPT", "all"),
         choices=["single", "add", "all"],
+        help="prompt style: one label, add labels when unsure, or all plausible",
     )
     p.add_argument("--task", default=None, help="one-line task description")
     p.add_argument(
-        "--answer", default=None, choices=["json", "text", "logprobs", "chat_logprobs"]
+        "--answer",
+        default=None,
+        choices=["json", "text", "logprobs", "chat_logprobs"],
+        help="how the LLM answers (default: json; logprobs for the local LLM)",
     )
-    p.add_argument("--n-examples", type=int, default=10)
+    p.add_argument(
+        "--n-examples", type=int, default=10, help="demonstrations per prompt"
+    )
     p.add_argument(
         "--retrieval",
         default="embedding",
@@ -397,7 +576,10 @@ def _add_job_options(p):
         help="how demonstrations are chosen from --examples",
     )
     p.add_argument(
-        "--n-jobs", type=int, default=int(os.environ.get("SKCANDIST_N_JOBS", 4))
+        "--n-jobs",
+        type=int,
+        default=int(os.environ.get("SKCANDIST_N_JOBS", 4)),
+        help="concurrent requests",
     )
     p.add_argument(
         "--cache",
@@ -406,29 +588,92 @@ def _add_job_options(p):
         ),
         help="persistent answer cache (SQLite)",
     )
-    p.add_argument("--loss", default="candist")
-    p.add_argument("--max-epochs", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--loss",
+        default="candist",
+        choices=["candist", "proden", "cc", "lws", "cavl", "ce"],
+        help="the student's training loss",
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="the student's training epochs (default: the student's own, 50)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed of the whole run")
     p.add_argument("--report", default=None, help="also write the report as JSON")
+    p.add_argument(
+        "--save-model",
+        default=None,
+        metavar="PATH",
+        help="write the trained student there (joblib), for `skcandist predict`",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the requests' number, estimated tokens and cost; send nothing",
+    )
+    p.add_argument(
+        "--price-in",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="with --dry-run: price per million prompt tokens",
+    )
+    p.add_argument(
+        "--price-out",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="with --dry-run: price per million completion tokens",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def build_parser():
     """The argument parser of the ``skcandist`` command."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="skcandist",
         description="LLM candidate annotation distilled into a student (CanDist).",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"skcandist {__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("annotate", help="annotate a CSV file")
+    p = sub.add_parser(
+        "annotate", help="annotate a CSV file", formatter_class=_HelpFormatter
+    )
     p.add_argument("data", help="CSV file with a header row")
-    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--out", default=None, help="output CSV (required unless --dry-run)")
     _add_job_options(p)
-    p = sub.add_parser("evaluate", help="annotate and compare with a gold column")
+    p = sub.add_parser(
+        "evaluate",
+        help="annotate and compare with a gold column",
+        formatter_class=_HelpFormatter,
+    )
     p.add_argument("data", help="CSV file with a header row")
     p.add_argument("--out", default=None, help="output CSV")
     _add_job_options(p)
-    p = sub.add_parser("demo", help="run on the bundled SMS spam set, local LLM")
+    p = sub.add_parser(
+        "predict",
+        help="label a CSV file with a saved student (no LLM)",
+        description="Label the texts of a CSV file with a student saved by "
+        "--save-model; no LLM and no endpoint are needed. " + _PICKLE_WARNING,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("model_file", metavar="MODEL", help="a file written by --save-model")
+    p.add_argument("data", help="CSV file with a header row")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.add_argument("--text-column", default="text", help="column holding the texts")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p = sub.add_parser(
+        "demo",
+        help="run on the bundled SMS spam set, local LLM",
+        formatter_class=_HelpFormatter,
+    )
     _add_job_options(p)
     p.add_argument("--n", type=int, default=80, help="texts to annotate")
     p.add_argument("--n-pool", type=int, default=100, help="labelled examples")
@@ -453,12 +698,20 @@ def main(argv=None):
     try:
         if args.command == "demo":
             run_demo(args)
+        elif args.command == "predict":
+            run_predict(args)
         else:
+            if args.command == "annotate" and not (args.out or args.dry_run):
+                raise CommandError("annotate needs --out FILE.csv (or --dry-run).")
+            if not args.dry_run and (args.price_in or args.price_out) is not None:
+                raise CommandError("--price-in and --price-out need --dry-run.")
             run_job(args, evaluate=args.command == "evaluate")
     except KeyboardInterrupt:
         print(
             f"skcandist: interrupted; every answer received is in the cache "
-            f"{args.cache}: rerun the same command to resume.",
+            f"{args.cache}: rerun the same command to resume."
+            if hasattr(args, "cache")
+            else "skcandist: interrupted.",
             file=sys.stderr,
         )
         return 130
