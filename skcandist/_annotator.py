@@ -245,6 +245,26 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         times a random factor in [0.5, 1.5) (at most 30 s).
     timeout : float, default=60.0
         Seconds per request.
+    max_requests_per_minute, max_tokens_per_minute : float, default=None
+        Pace the online requests below these rates (one limiter shared by
+        all ``n_jobs`` threads; tokens estimated as four characters each plus
+        the answer), for endpoints that limit per minute. None: no limit.
+    use_batch_api : bool, default=False
+        Send what the cache lacks through the OpenAI Batch API (half the
+        online price, larger rate limits, answers within 24 hours): one JSON
+        line per request, uploaded with ``files.create(purpose="batch")``,
+        submitted with ``batches.create``, split beyond 50,000 lines or 200 MB.
+        Batch ids are recorded in the answer cache as soon as they exist, so
+        a rerun after an interrupt resumes them instead of paying twice.
+        Answers are matched by ``custom_id`` (the cache key) and cached like
+        online ones; failed lines, lines of expired or cancelled batches and
+        unusable answers are retried online. See :doc:`/large_jobs`.
+    batch_poll_interval : float, default=60.0
+        Seconds between two looks at running batches.
+    batch_wait : bool, default=True
+        False submits the batches and raises
+        :class:`~skcandist.exceptions.BatchPendingError` naming them at
+        once; call again later (same texts, same cache) to collect.
     cache : "auto", str, path-like or None, default="auto"
         The SQLite answer cache shared by reruns, clones and processes, written
         as answers arrive. ``"auto"``: ``answers.sqlite`` in the user's cache
@@ -369,6 +389,11 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         max_retries=5,
         backoff=0.5,
         timeout=60.0,
+        max_requests_per_minute=None,
+        max_tokens_per_minute=None,
+        use_batch_api=False,
+        batch_poll_interval=60.0,
+        batch_wait=True,
         cache="auto",
         client_factory=None,
         on_empty="all",
@@ -399,6 +424,11 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         self.max_retries = max_retries
         self.backoff = backoff
         self.timeout = timeout
+        self.max_requests_per_minute = max_requests_per_minute
+        self.max_tokens_per_minute = max_tokens_per_minute
+        self.use_batch_api = use_batch_api
+        self.batch_poll_interval = batch_poll_interval
+        self.batch_wait = batch_wait
         self.cache = cache
         self.client_factory = client_factory
         self.on_empty = on_empty
@@ -465,6 +495,22 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         _check_number("timeout", self.timeout, 0)
         if self.timeout <= 0:
             raise InvalidInputError(f"timeout must be positive; got {self.timeout}.")
+        for name in ("max_requests_per_minute", "max_tokens_per_minute"):
+            value = getattr(self, name)
+            _check_number(name, value, 0, none_ok=True)
+            if value is not None and value <= 0:
+                raise InvalidInputError(
+                    f"{name} must be positive or None; got {value}."
+                )
+        if not isinstance(self.use_batch_api, (bool, np.bool_)):
+            raise InvalidInputError(
+                f"use_batch_api must be True or False; got {self.use_batch_api!r}."
+            )
+        _check_number("batch_poll_interval", self.batch_poll_interval, 0)
+        if not isinstance(self.batch_wait, (bool, np.bool_)):
+            raise InvalidInputError(
+                f"batch_wait must be True or False; got {self.batch_wait!r}."
+            )
         if self.cache is not None and not (
             isinstance(self.cache, str) or hasattr(self.cache, "__fspath__")
         ):
@@ -635,6 +681,20 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         keys = [building.cache_key(r, identity, self.answer) for r in plan]
         return plan, keys, identity
 
+    def _batch_settings(self):
+        if not self.use_batch_api:
+            return None
+        from .llm.batch import BatchSettings
+
+        return BatchSettings(self.batch_poll_interval, wait=self.batch_wait)
+
+    def _limiter(self):
+        if self.max_requests_per_minute is None and self.max_tokens_per_minute is None:
+            return None
+        return llm_requests.RateLimiter(
+            self.max_requests_per_minute, self.max_tokens_per_minute
+        )
+
     def _collect(self, texts):
         """Fetch the answers of ``texts``: records by row, failures, usage."""
         self._validate_params()
@@ -657,6 +717,8 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             random_state=self.random_state,
             verbose=self.verbose,
             discard_client=clients.discard,
+            batch=self._batch_settings(),
+            limiter=self._limiter(),
         )
         if result.write_errors:
             warnings.warn(
@@ -906,6 +968,71 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             for k, r in unique.items()
         ]
 
+    def write_batch_file(self, X, path):
+        """Write the requests that annotating ``X`` still needs as a batch file.
+
+        One JSON line per uncached distinct text, in the Batch API's input
+        format (``custom_id`` = the answer-cache key), for an engine run by
+        hand, e.g. ``vllm run-batch -i PATH -o OUT``; read the answers back
+        with :meth:`read_batch_results`. Sends nothing.
+
+        Parameters
+        ----------
+        X : sequence of str
+        path : str or path-like
+
+        Returns
+        -------
+        int
+            The number of lines written.
+        """
+        from .llm.batch import write_batch_file
+
+        check_is_fitted(self, "classes_")
+        todo = self._uncached(check_texts(X))
+        return write_batch_file(todo, path)
+
+    def read_batch_results(self, path):
+        """Store the answers of a batch output file in the answer cache.
+
+        ``path`` holds Batch API output lines (what ``vllm run-batch`` or a
+        downloaded batch output file holds), matched to requests by
+        ``custom_id``. Usable answers go to the cache, so that annotating the
+        same texts afterwards sends no request for them.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        dict
+            ``stored`` (answers cached) and ``failed`` (line -> reason, for
+            failed lines and unusable answers).
+        """
+        from .llm.batch import read_batch_results
+
+        check_is_fitted(self, "classes_")
+        store = self._get_cache()
+        if store is None:
+            raise InvalidInputError(
+                "read_batch_results stores answers in the answer cache; set "
+                "cache='auto' or a file path, not None."
+            )
+        answer = self.answer
+        answers, failed = read_batch_results(
+            path, {}, lambda r: decoding.check_usable(r, answer), store
+        )
+        return {"stored": len(answers), "failed": failed}
+
+    def _uncached(self, texts):
+        """Cache key -> request, for the distinct texts the cache lacks."""
+        plan, keys, _ = self._plan(texts)
+        unique = dict(zip(keys, plan))
+        store = self._get_cache()
+        cached = store.get_many(unique) if store is not None else {}
+        return {k: r for k, r in unique.items() if k not in cached}
+
     def estimate(self, X):
         """Requests and tokens that annotating ``X`` would cost; sends nothing.
 
@@ -932,19 +1059,12 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         """
         check_is_fitted(self, "classes_")
         texts = check_texts(X)
-        plan, keys, _ = self._plan(texts)
-        unique = dict(zip(keys, plan))
-        store = self._get_cache()
-        cached = store.get_many(unique) if store is not None else {}
-        todo = [r for k, r in unique.items() if k not in cached]
-        prompt_tokens = 0
-        for request in todo:
-            params = request["params"]
-            if "messages" in params:
-                chars = sum(len(m["content"]) for m in params["messages"])
-                prompt_tokens += chars // 4 + 4 * len(params["messages"])
-            else:
-                prompt_tokens += len(params["prompt"]) // 4 + 1
+        todo = list(self._uncached(texts).values())
+        n_distinct = len(set(texts))
+        if self.answer in building.LOGPROB_MODES and self.calibration == "content_free":
+            n_distinct += 1
+        cached = n_distinct - len(todo)
+        prompt_tokens = sum(building.estimated_tokens(r, 0) for r in todo)
         if self.answer in ("logprobs", "chat_logprobs"):
             per_answer = 1
         else:
@@ -953,7 +1073,7 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         return {
             "texts": len(texts),
             "requests": len(todo),
-            "cached": len(cached),
+            "cached": cached,
             "prompt_tokens": int(prompt_tokens),
             "completion_tokens": int(per_answer * len(todo)),
         }

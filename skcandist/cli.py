@@ -164,6 +164,9 @@ def _build_annotator(args, labels, examples, base_url, model, local):
         retrieval=args.retrieval,
         n_jobs=args.n_jobs,
         cache=args.cache,
+        use_batch_api=getattr(args, "batch", False),
+        batch_poll_interval=getattr(args, "batch_poll_interval", 60.0),
+        max_requests_per_minute=getattr(args, "rpm", None),
         random_state=args.seed,
         verbose=0 if args.quiet else 1,
     )
@@ -587,6 +590,25 @@ def _add_job_options(p):
             "SKCANDIST_CACHE_FILE", ".skcandist_cache/answers.sqlite"
         ),
         help="persistent answer cache (SQLite)",
+    )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send through the OpenAI Batch API (half price, answers within 24 h); "
+        "an interrupted run resumes its batches",
+    )
+    p.add_argument(
+        "--batch-poll-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --batch: seconds between two looks at the running batches",
+    )
+    p.add_argument(
+        "--rpm",
+        type=float,
+        default=None,
+        help="at most this many requests per minute (all --n-jobs together)",
     )
     p.add_argument(
         "--loss",

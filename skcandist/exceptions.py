@@ -5,6 +5,7 @@ __all__ = [
     "InvalidInputError",
     "AnnotationError",
     "EndpointError",
+    "BatchPendingError",
     "SkcandistWarning",
     "UnknownLabelWarning",
     "EmptyAnswerWarning",
@@ -39,6 +40,22 @@ class AnnotationError(SkcandistError, RuntimeError):
 
 class EndpointError(SkcandistError, RuntimeError):
     """The LLM endpoint cannot be reached or refuses every request."""
+
+
+class BatchPendingError(SkcandistError, RuntimeError):
+    """Batch API jobs were submitted (or are still running) and not waited for.
+
+    Raised with ``batch_wait=False``: the batch ids are recorded in the answer
+    cache, so calling again later with the same texts collects their answers.
+
+    Attributes
+    ----------
+    batch_ids : list of str
+    """
+
+    def __init__(self, message, batch_ids=()):
+        super().__init__(message)
+        self.batch_ids = list(batch_ids)
 
 
 class SkcandistWarning(UserWarning):

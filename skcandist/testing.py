@@ -2,10 +2,13 @@
 
 :class:`FakeLLMServer` is a real HTTP server on 127.0.0.1 that speaks the parts of
 the OpenAI REST API that skcandist uses (``POST /v1/chat/completions`` and
-``POST /v1/completions``). It answers from a function you provide, counts and
-records every request, and can inject faults (delays, 429 with ``Retry-After``,
-500, malformed bodies, dropped connections), so that the real ``openai`` client
-is exercised end to end without any network beyond the loopback interface.
+``POST /v1/completions``, and the files and batches routes of the Batch API).
+It answers from a function you provide, counts and records every request, and
+can inject faults (delays, 429 with ``Retry-After``, 500, malformed bodies,
+dropped connections; for batches a completion delay, shuffled output, failing
+lines, expired, cancelled or failed batches), so that the real ``openai``
+client is exercised end to end without any network beyond the loopback
+interface.
 
 Examples
 --------
@@ -20,11 +23,15 @@ Examples
 
 import collections
 import json
+import random
+import re
 import threading
 import time
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["FakeLLMServer", "Fault", "candidate_responder"]
+__all__ = ["FakeLLMServer", "Fault", "candidate_responder", "run_batch_file"]
 
 _FAULT_DOC = """One injected fault.
 
@@ -79,6 +86,25 @@ class FakeLLMServer:
         Every completion request body received, in arrival order.
     tokenize_requests : list of dict
         The bodies of ``/tokenize`` requests (not counted in ``n_requests``).
+    batch_delay : float
+        Seconds from ``batches.create`` until a batch is completed (its
+        ``request_counts`` grow with the time elapsed meanwhile). Default 0.
+    batch_error_lines : int
+        The first this many lines of every new batch fail (they go to the
+        batch's error file with HTTP 500). Default 0.
+    batch_shuffle : bool
+        Write batch output lines in a random order (the Batch API promises no
+        order). Default True.
+    batch_api : bool
+        False answers the files and batches routes with 404, like an
+        endpoint without the Batch API. Default True.
+    files : dict
+        Uploaded and generated files: id -> ``{"filename", "purpose",
+        "data"}``.
+    batches : dict
+        Batch id -> the batch object as last served.
+    batch_requests : list of dict
+        Every request body answered inside a batch (not in ``requests``).
     """
 
     def __init__(
@@ -95,6 +121,16 @@ class FakeLLMServer:
         self._sticky = None
         self.tokenizer = tokenizer
         self.tokenize_requests = []
+        self.batch_delay = 0.0
+        self.batch_error_lines = 0
+        self.batch_shuffle = True
+        self.batch_api = True
+        self.files = {}
+        self.batches = {}
+        self.batch_requests = []
+        self._batch_outcomes = collections.deque()
+        self._batch_state = {}
+        self._ids = 0
         self._lock = threading.Lock()
         self._httpd = None
         self._thread = None
@@ -177,6 +213,194 @@ class FakeLLMServer:
                 return
             for _ in range(count):
                 self._faults.append(fault)
+
+    def inject_batch(self, outcome, count=1):
+        """Make the next ``count`` batches end otherwise than completed.
+
+        Parameters
+        ----------
+        outcome : {"expired", "cancelled", "failed"}
+            ``expired`` and ``cancelled`` answer the first half of the lines
+            (in input order) and leave the rest without an answer; ``failed``
+            fails validation: no line is answered.
+        count : int, default=1
+        """
+        if outcome not in ("expired", "cancelled", "failed"):
+            raise ValueError(f"unknown batch outcome {outcome!r}.")
+        with self._lock:
+            self._batch_outcomes.extend([outcome] * count)
+
+    @property
+    def n_batches(self):
+        """Number of batches created so far."""
+        with self._lock:
+            return len(self.batches)
+
+    # -- the Batch API -------------------------------------------------------
+    def _new_id(self, prefix):
+        with self._lock:
+            self._ids += 1
+            return f"{prefix}-{self._ids}"
+
+    def _store_file(self, filename, purpose, data):
+        file_id = self._new_id("file")
+        with self._lock:
+            self.files[file_id] = {
+                "filename": filename,
+                "purpose": purpose,
+                "data": data,
+            }
+        return self._file_object(file_id)
+
+    def _file_object(self, file_id):
+        entry = self.files[file_id]
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(entry["data"]),
+            "created_at": int(time.time()),
+            "filename": entry["filename"],
+            "purpose": entry["purpose"],
+            "status": "processed",
+        }
+
+    def _create_batch(self, body):
+        file_id = body.get("input_file_id")
+        if file_id not in self.files:
+            return 404, {"error": {"message": f"no file {file_id}"}}
+        lines = [
+            json.loads(raw)
+            for raw in self.files[file_id]["data"].splitlines()
+            if raw.strip()
+        ]
+        batch_id = self._new_id("batch")
+        now = time.time()
+        with self._lock:
+            outcome = (
+                self._batch_outcomes.popleft() if self._batch_outcomes else "completed"
+            )
+            self._batch_state[batch_id] = {
+                "lines": lines,
+                "created": now,
+                "outcome": outcome,
+                "error_lines": self.batch_error_lines,
+                "delay": self.batch_delay,
+            }
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "errors": None,
+                "input_file_id": file_id,
+                "completion_window": body.get("completion_window", "24h"),
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "created_at": int(now),
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "metadata": body.get("metadata"),
+            }
+            return 200, dict(self.batches[batch_id])
+
+    def _retrieve_batch(self, batch_id, cancel=False):
+        with self._lock:
+            batch = self.batches.get(batch_id)
+            state = self._batch_state.get(batch_id)
+        if batch is None:
+            return 404, {"error": {"message": f"no batch {batch_id}"}}
+        if batch["status"] in ("completed", "failed", "expired", "cancelled"):
+            return 200, dict(batch)
+        if cancel:
+            state["outcome"] = "cancelled"
+            state["delay"] = 0.0
+        elapsed = time.time() - state["created"]
+        total = len(state["lines"])
+        if elapsed < state["delay"]:
+            done = int(total * elapsed / state["delay"])
+            with self._lock:
+                batch["status"] = "cancelling" if cancel else "in_progress"
+                batch["request_counts"] = {
+                    "total": total,
+                    "completed": done,
+                    "failed": 0,
+                }
+                return 200, dict(batch)
+        self._finish_batch(batch, state)
+        return 200, dict(batch)
+
+    def _finish_batch(self, batch, state):
+        lines, outcome = state["lines"], state["outcome"]
+        if outcome == "failed":
+            answered, failing = [], []
+            batch["errors"] = {
+                "object": "list",
+                "data": [{"code": "invalid_request", "message": "injected failure"}],
+            }
+        else:
+            n = len(lines) if outcome == "completed" else len(lines) // 2
+            failing = lines[: min(state["error_lines"], n)]
+            answered = lines[len(failing) : n]
+        out, errors = [], []
+        for line in answered:
+            endpoint = (
+                "chat" if line["url"].endswith("/chat/completions") else ("completions")
+            )
+            with self._lock:
+                self.batch_requests.append(line["body"])
+            body = self._answer(line["body"], endpoint)
+            out.append(
+                {
+                    "id": f"response-{len(out)}",
+                    "custom_id": line["custom_id"],
+                    "response": {
+                        "status_code": 200,
+                        "request_id": f"req-{len(out)}",
+                        "body": body,
+                    },
+                    "error": None,
+                }
+            )
+        for line in failing:
+            errors.append(
+                {
+                    "id": f"response-error-{len(errors)}",
+                    "custom_id": line["custom_id"],
+                    "response": {
+                        "status_code": 500,
+                        "request_id": f"req-error-{len(errors)}",
+                        "body": {"error": {"message": "injected line failure"}},
+                    },
+                    "error": None,
+                }
+            )
+        if self.batch_shuffle:
+            random.Random(batch["id"]).shuffle(out)
+
+        def jsonl(rows):
+            return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+        output_id = (
+            self._store_file("output.jsonl", "batch_output", jsonl(out))["id"]
+            if out
+            else None
+        )
+        error_id = (
+            self._store_file("errors.jsonl", "batch_output", jsonl(errors))["id"]
+            if errors
+            else None
+        )
+        with self._lock:
+            batch.update(
+                status=outcome,
+                output_file_id=output_id,
+                error_file_id=error_id,
+                request_counts={
+                    "total": len(lines),
+                    "completed": len(out),
+                    "failed": len(errors),
+                },
+            )
+            batch[f"{outcome}_at"] = int(time.time())
 
     def clear_faults(self):
         """Forget the faults not yet served."""
@@ -293,12 +517,12 @@ def _make_handler(server):
         def log_message(self, *args):  # keep test output clean
             pass
 
-        def _send(self, status, payload, headers=None):
+        def _send(self, status, payload, headers=None, content_type=None):
             data = (
                 payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             )
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type or "application/json")
             self.send_header("Content-Length", str(len(data)))
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
@@ -309,13 +533,69 @@ def _make_handler(server):
                 # The client gave up (e.g. its timeout fired); nothing to answer.
                 self.close_connection = True
 
+        def _no_batch_api(self, path):
+            if server.batch_api or not re.match(r"(?:/v1)?/(files|batches)", path):
+                return False
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return True
+
+        def do_GET(self):
+            path = self.path.split("?")[0].rstrip("/")
+            if self._no_batch_api(path):
+                return
+            match = re.fullmatch(r"(?:/v1)?/files/([\w-]+)(/content)?", path)
+            if match and match.group(1) in server.files:
+                file_id, content = match.groups()
+                if content:
+                    self._send(
+                        200,
+                        server.files[file_id]["data"],
+                        content_type=("application/octet-stream"),
+                    )
+                else:
+                    self._send(200, server._file_object(file_id))
+                return
+            match = re.fullmatch(r"(?:/v1)?/batches/([\w-]+)", path)
+            if match:
+                self._send(*server._retrieve_batch(match.group(1)))
+                return
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+        def _upload(self, raw):
+            ctype = self.headers.get("Content-Type", "")
+            message = BytesParser(policy=HTTP).parsebytes(
+                b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
+            )
+            fields, filename, data = {}, "upload.jsonl", b""
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                payload = part.get_payload(decode=True) or b""
+                if part.get_filename() is not None or name == "file":
+                    filename, data = part.get_filename() or filename, payload
+                else:
+                    fields[name] = payload.decode()
+            self._send(200, server._store_file(filename, fields.get("purpose"), data))
+
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            path = self.path.split("?")[0].rstrip("/")
+            if self._no_batch_api(path):
+                return
+            if re.fullmatch(r"(?:/v1)?/files", path):
+                self._upload(raw)
+                return
+            match = re.fullmatch(r"(?:/v1)?/batches/([\w-]+)/cancel", path)
+            if match:
+                self._send(*server._retrieve_batch(match.group(1), cancel=True))
+                return
             try:
                 body = json.loads(raw or b"{}")
             except json.JSONDecodeError:
                 self._send(400, {"error": {"message": "request body is not JSON"}})
+                return
+            if re.fullmatch(r"(?:/v1)?/batches", path):
+                self._send(*server._create_batch(body))
                 return
             if self.path.rstrip("/") == "/tokenize" and server.tokenizer:
                 with server._lock:
@@ -413,3 +693,45 @@ def candidate_responder(answers, default="[]"):
         return default if best is None else json.dumps(list(answers[best]))
 
     return respond
+
+
+def run_batch_file(input_path, output_path, respond=None):
+    """Answer a batch input file offline, as ``vllm run-batch`` does.
+
+    Reads Batch API input lines from ``input_path`` and writes one output line
+    per request to ``output_path``, answered by ``respond`` (as for
+    :class:`FakeLLMServer`), for tests and examples of
+    :meth:`skcandist.CandidateAnnotator.write_batch_file` and
+    :meth:`~skcandist.CandidateAnnotator.read_batch_results`.
+
+    Returns
+    -------
+    int
+        The number of lines answered.
+    """
+    server = FakeLLMServer(respond)
+    rows = []
+    with open(input_path, encoding="utf-8") as handle:
+        for raw in handle:
+            if not raw.strip():
+                continue
+            line = json.loads(raw)
+            endpoint = (
+                "chat" if line["url"].endswith("/chat/completions") else ("completions")
+            )
+            rows.append(
+                {
+                    "id": f"vllm-{len(rows)}",
+                    "custom_id": line["custom_id"],
+                    "response": {
+                        "status_code": 200,
+                        "request_id": f"vllm-batch-{len(rows)}",
+                        "body": server._answer(line["body"], endpoint),
+                    },
+                    "error": None,
+                }
+            )
+    with open(output_path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return len(rows)

@@ -28,6 +28,7 @@ __all__ = [
     "register_endpoint",
     "unregister_endpoint",
     "cache_key",
+    "estimated_tokens",
 ]
 
 ANSWER_MODES = ("json", "text", "logprobs", "chat_logprobs")
@@ -216,3 +217,23 @@ class RequestBuilder:
             "params": self._common(params),
             "logprobs": not json_answer,
         }
+
+
+def estimated_tokens(request, completion_tokens=None):
+    """A rough token count of one request (prompt and answer), for rate limits
+    and cost estimates: four characters per token, a few per chat message.
+
+    Examples
+    --------
+    >>> estimated_tokens({"params": {"prompt": "x" * 40, "max_tokens": 1}})
+    12
+    """
+    params = request["params"]
+    if "messages" in params:
+        chars = sum(len(str(m.get("content", ""))) for m in params["messages"])
+        prompt = chars // 4 + 4 * len(params["messages"])
+    else:
+        prompt = len(str(params.get("prompt", ""))) // 4 + 1
+    if completion_tokens is None:
+        completion_tokens = params.get("max_tokens") or 16
+    return int(prompt + completion_tokens)

@@ -27,6 +27,12 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS answers ("
     "key TEXT PRIMARY KEY, answer TEXT NOT NULL, created REAL NOT NULL)"
 )
+# Batch API jobs submitted and not yet collected: a rerun resumes them.
+_BATCH_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS batches ("
+    "id TEXT PRIMARY KEY, identity TEXT NOT NULL, keys TEXT NOT NULL, "
+    "created REAL NOT NULL, done INTEGER NOT NULL DEFAULT 0)"
+)
 
 
 def default_cache_dir():
@@ -114,6 +120,7 @@ class AnswerCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_SCHEMA)
+            self._conn.execute(_BATCH_SCHEMA)
             self._conn.commit()
 
     def get(self, key):
@@ -143,6 +150,37 @@ class AnswerCache:
                 "INSERT OR REPLACE INTO answers (key, answer, created) "
                 "VALUES (?, ?, ?)",
                 (key, text, time.time()),
+            )
+            self._conn.commit()
+
+    # -- Batch API jobs -----------------------------------------------------------
+    def record_batch(self, batch_id, identity, keys):
+        """Remember a submitted batch (its id and the cache keys it answers),
+        committed at once: a run killed while it waits can resume it."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO batches (id, identity, keys, created, done) "
+                "VALUES (?, ?, ?, ?, 0)",
+                (str(batch_id), str(identity), json.dumps(list(keys)), time.time()),
+            )
+            self._conn.commit()
+
+    def pending_batches(self, identity):
+        """``[(batch id, [keys])]`` submitted for ``identity`` and not collected,
+        oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, keys FROM batches WHERE identity = ? AND done = 0 "
+                "ORDER BY created",
+                (str(identity),),
+            ).fetchall()
+        return [(batch_id, json.loads(keys)) for batch_id, keys in rows]
+
+    def finish_batch(self, batch_id):
+        """Mark a batch collected (its answers are stored or will be retried)."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE batches SET done = 1 WHERE id = ?", (str(batch_id),)
             )
             self._conn.commit()
 

@@ -107,6 +107,8 @@ class Usage:
         "failures",
         "unknown_labels",
         "empty_answers",
+        "batches",
+        "batch_requests",
     )
 
     def __init__(self, counts=None):
@@ -124,6 +126,117 @@ class Usage:
         """A copy of the counters."""
         with self._lock:
             return dict(self._counts)
+
+
+class RateLimiter:
+    """Requests and tokens per minute, shared by all the threads of a run.
+
+    Two token buckets, refilled continuously at ``per_minute / 60`` a second;
+    each holds at most one second's budget (at least one request, and at
+    least the largest request seen), so the pace stays smooth rather than a
+    burst at the start of every minute. :meth:`acquire` waits until both
+    buckets hold enough, then takes it.
+
+    Parameters
+    ----------
+    requests_per_minute : float or None
+    tokens_per_minute : float or None
+        None does not limit that quantity.
+    clock : callable, default=time.monotonic
+    sleep : callable, default=None
+        ``sleep(seconds)``; None waits on the ``stop`` event given to
+        :meth:`acquire` (or ``time.sleep``). Both are for tests.
+
+    Examples
+    --------
+    >>> now = [0.0]
+    >>> limiter = RateLimiter(120, clock=lambda: now[0],
+    ...                       sleep=lambda s: now.__setitem__(0, now[0] + s))
+    >>> for _ in range(5):
+    ...     limiter.acquire()
+    >>> round(now[0], 2)  # 2 requests a second: the first 2 at once, then 0.5 s each
+    1.5
+    """
+
+    def __init__(
+        self,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        *,
+        clock=None,
+        sleep=None,
+    ):
+        for name, value in (
+            ("max_requests_per_minute", requests_per_minute),
+            ("max_tokens_per_minute", tokens_per_minute),
+        ):
+            if value is not None and not (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and value > 0
+            ):
+                raise ValueError(
+                    f"{name} must be a positive number or None, not {value!r}."
+                )
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self._clock = clock or time.monotonic
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._last = self._clock()
+        self._requests = self._capacity(requests_per_minute, 1.0)
+        self._tokens = self._capacity(tokens_per_minute, 0.0)
+        self._largest = 0.0
+
+    @staticmethod
+    def _capacity(per_minute, floor):
+        return None if per_minute is None else max(per_minute / 60.0, floor)
+
+    def _refill(self, now):
+        elapsed = max(0.0, now - self._last)
+        self._last = now
+        if self._requests is not None:
+            top = self._capacity(self.requests_per_minute, 1.0)
+            self._requests = min(
+                top, self._requests + elapsed * self.requests_per_minute / 60
+            )
+        if self._tokens is not None:
+            top = max(self._capacity(self.tokens_per_minute, 0.0), self._largest)
+            self._tokens = min(
+                top, self._tokens + elapsed * self.tokens_per_minute / 60
+            )
+
+    def acquire(self, tokens=0, stop=None):
+        """Wait until one request of ``tokens`` tokens may go, then take it.
+
+        Raises :class:`Cancelled` when ``stop`` is set while waiting.
+        """
+        while True:
+            with self._lock:
+                self._largest = max(self._largest, float(tokens))
+                self._refill(self._clock())
+                wait = 0.0
+                if self._requests is not None and self._requests < 1.0:
+                    wait = (1.0 - self._requests) * 60 / self.requests_per_minute
+                if self._tokens is not None and self._tokens < tokens:
+                    wait = max(
+                        wait, (tokens - self._tokens) * 60 / self.tokens_per_minute
+                    )
+                if wait <= 0:
+                    if self._requests is not None:
+                        self._requests -= 1.0
+                    if self._tokens is not None:
+                        self._tokens -= tokens
+                    return
+            if stop is not None and stop.is_set():
+                raise Cancelled()
+            if self._sleep is not None:
+                self._sleep(wait)
+            elif stop is not None:
+                if stop.wait(wait):
+                    raise Cancelled()
+            else:
+                time.sleep(wait)
 
 
 def _is_local(base_url):
@@ -196,11 +309,33 @@ def send(client, request):
         (the chat message's refusal text, or None) and ``usage``.
     """
     params = request["params"]
-    want_logprobs = request.get("logprobs", False)
     if request["endpoint"] == "chat":
         response = client.chat.completions.create(**params)
     else:
         response = client.completions.create(**params)
+    return record_from_response(response, request)
+
+
+def record_from_body(body, request):
+    """The cache record of a response given as its JSON body (a dict), e.g. a
+    line of a Batch API output file; see :func:`send`."""
+    import pydantic
+    from openai.types import Completion
+    from openai.types.chat import ChatCompletion
+
+    kind = ChatCompletion if request["endpoint"] == "chat" else Completion
+    try:
+        response = kind.model_validate(body)
+    except pydantic.ValidationError as exc:
+        raise MalformedResponseError(
+            f"the answer is not a {kind.__name__}: {_short(exc)}"
+        ) from exc
+    return record_from_response(response, request)
+
+
+def record_from_response(response, request):
+    """The cache record of an ``openai`` response object; see :func:`send`."""
+    want_logprobs = request.get("logprobs", False)
     if not getattr(response, "choices", None):
         raise MalformedResponseError("the answer has no choices")
     choice = response.choices[0]

@@ -1,0 +1,374 @@
+"""The OpenAI Batch API, and batch files for offline engines.
+
+A batch line is one request as the Batch API (and ``vllm run-batch``) reads
+it::
+
+    {"custom_id": <answer-cache key>, "method": "POST",
+     "url": "/v1/chat/completions", "body": <the request sent online>}
+
+The cache key is the ``custom_id``, so that answers are matched to requests by
+key (a batch's output order is not promised) and land in the answer cache
+exactly where an online answer would.
+
+:func:`run_batches` submits what the cache lacks as one or more batches (at most
+:data:`MAX_LINES` lines and :data:`MAX_BYTES` bytes each), records every batch
+id in the answer cache the moment it exists, polls until the batches end, and
+stores every usable answer. Lines that failed, lines of expired, cancelled or
+failed batches, and answers that are not usable come back as *left over*, for
+the caller to retry online under the same failure policy as any request. A rerun
+after an interrupt (Ctrl-C, ``kill -9``, a closed laptop) finds the recorded
+batches and resumes polling them instead of submitting the requests again.
+
+:func:`write_batch_file` and :func:`read_batch_results` do the same through
+files, for an engine run by hand (e.g. ``vllm run-batch -i in.jsonl -o
+out.jsonl``).
+"""
+
+import json
+import time
+
+from ..exceptions import BatchPendingError, EndpointError, InvalidInputError
+from . import requests as llm_requests
+
+__all__ = [
+    "MAX_LINES",
+    "MAX_BYTES",
+    "BatchSettings",
+    "batch_line",
+    "split_lines",
+    "parse_results",
+    "run_batches",
+    "write_batch_file",
+    "read_batch_results",
+]
+
+#: Limits of one Batch API input file (OpenAI's: 50,000 requests, 200 MB).
+MAX_LINES = 50_000
+MAX_BYTES = 200 * 1024 * 1024
+
+_URLS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+class BatchSettings:
+    """How :func:`run_batches` submits and waits.
+
+    Parameters
+    ----------
+    poll_interval : float, default=60.0
+        Seconds between two looks at the running batches.
+    wait : bool, default=True
+        False submits (or finds the batches still running) and raises
+        :class:`~skcandist.exceptions.BatchPendingError` naming them.
+    max_lines, max_bytes : int
+        Split into several batches beyond these.
+    """
+
+    def __init__(
+        self, poll_interval=60.0, wait=True, max_lines=MAX_LINES, max_bytes=MAX_BYTES
+    ):
+        self.poll_interval = float(poll_interval)
+        self.wait = bool(wait)
+        self.max_lines = int(max_lines)
+        self.max_bytes = int(max_bytes)
+
+
+def batch_line(key, request):
+    """The batch line of one request (a dict; see the module docstring).
+
+    Examples
+    --------
+    >>> request = {"endpoint": "chat", "params": {"model": "m", "messages": []}}
+    >>> batch_line("k1", request)["url"]
+    '/v1/chat/completions'
+    """
+    return {
+        "custom_id": key,
+        "method": "POST",
+        "url": _URLS[request["endpoint"]],
+        "body": request["params"],
+    }
+
+
+def split_lines(lines, max_lines=MAX_LINES, max_bytes=MAX_BYTES):
+    """Group ``(key, encoded line)`` pairs into files within both limits.
+
+    Examples
+    --------
+    >>> pairs = [(str(i), b"x" * 10 + b"\\n") for i in range(5)]
+    >>> [len(group) for group in split_lines(pairs, max_lines=2)]
+    [2, 2, 1]
+    >>> [len(group) for group in split_lines(pairs, max_bytes=25)]
+    [2, 2, 1]
+    """
+    groups, current, size = [], [], 0
+    for key, data in lines:
+        if len(data) > max_bytes:
+            raise InvalidInputError(
+                f"one batch line is {len(data)} bytes, above the {max_bytes}-byte "
+                "limit of a batch file; shorten the prompt (fewer demonstrations)."
+            )
+        if current and (len(current) >= max_lines or size + len(data) > max_bytes):
+            groups.append(current)
+            current, size = [], 0
+        current.append((key, data))
+        size += len(data)
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _encode(key, request):
+    return (json.dumps(batch_line(key, request), ensure_ascii=False) + "\n").encode()
+
+
+def _request_of(body):
+    """A stand-in request for an answer whose request is not at hand."""
+    kind = body.get("object") if isinstance(body, dict) else None
+    return {"endpoint": "completions" if kind == "text_completion" else "chat"}
+
+
+def parse_results(lines, requests_by_key, check):
+    """Answers and failures from the lines of a Batch API output or error file.
+
+    Parameters
+    ----------
+    lines : iterable of str or bytes
+        JSON lines: ``{"custom_id", "response": {"status_code", "body"},
+        "error"}``.
+    requests_by_key : dict
+        Key -> request, to read each answer as its request asked; a line whose
+        key is not there is read leniently (its answer is still worth keeping).
+    check : callable
+        ``check(record)`` raises for an answer that is not usable.
+
+    Returns
+    -------
+    answers : dict
+        Key -> record, usable answers only.
+    failures : dict
+        Key -> reason, for failed lines and unusable answers.
+    """
+    answers, failures = {}, {}
+    for number, raw in enumerate(lines, 1):
+        raw = raw.decode() if isinstance(raw, bytes) else raw
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+            key = line["custom_id"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InvalidInputError(
+                f"line {number} of the batch results is not a Batch API output "
+                f"line ({type(exc).__name__}: {exc})."
+            ) from exc
+        response = line.get("response") or {}
+        status = response.get("status_code")
+        body = response.get("body")
+        error = line.get("error")
+        if error or status != 200 or body is None:
+            detail = (error or {}).get("message") if isinstance(error, dict) else error
+            failures[key] = f"batch line failed (HTTP {status}): {detail or body}"
+            continue
+        request = requests_by_key.get(key) or _request_of(body)
+        try:
+            record = llm_requests.record_from_body(body, request)
+            check(record)
+        except (
+            llm_requests.UnusableAnswerError,
+            llm_requests.MalformedResponseError,
+            llm_requests.UnsupportedResponseError,
+        ) as exc:
+            failures[key] = f"unusable batch answer: {llm_requests._short(exc)}"
+            continue
+        answers[key] = record
+        failures.pop(key, None)
+    return answers, failures
+
+
+def _store(store, answers, write_errors):
+    if store is None:
+        return
+    for key, record in answers.items():
+        try:
+            store.put(key, record)
+        except Exception as exc:  # noqa: BLE001 - reported, answers still used
+            write_errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def _call(what, identity, fn, **kwargs):
+    """``fn(**kwargs)``, a Batch API call; an endpoint without the API, or
+    refusing it, gets a clear error."""
+    import openai
+
+    try:
+        return fn(**kwargs)
+    except openai.NotFoundError as exc:
+        raise EndpointError(
+            f"{identity} has no Batch API ({what}: HTTP 404); use "
+            "use_batch_api=False, or write_batch_file for an offline engine."
+        ) from exc
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise EndpointError(
+            f"{identity} refused the Batch API call ({what}): {exc}"
+        ) from exc
+
+
+def _submit(client, store, identity, requests_by_key, settings, usage):
+    """Upload and create batches for ``requests_by_key``; ``[(id, keys)]``."""
+    jobs = []
+    by_endpoint = {}
+    for key, request in requests_by_key.items():
+        by_endpoint.setdefault(request["endpoint"], []).append(key)
+    for endpoint, keys in by_endpoint.items():
+        encoded = ((k, _encode(k, requests_by_key[k])) for k in keys)
+        for group in split_lines(encoded, settings.max_lines, settings.max_bytes):
+            data = b"".join(line for _, line in group)
+            upload = _call(
+                "files.create",
+                identity,
+                client.files.create,
+                file=("skcandist-batch.jsonl", data),
+                purpose="batch",
+            )
+            batch = _call(
+                "batches.create",
+                identity,
+                client.batches.create,
+                input_file_id=upload.id,
+                endpoint=_URLS[endpoint],
+                completion_window="24h",
+                metadata={"created_by": "skcandist"},
+            )
+            group_keys = [k for k, _ in group]
+            if store is not None:
+                store.record_batch(batch.id, identity, group_keys)
+            usage.add(batches=1, batch_requests=len(group_keys))
+            jobs.append((batch.id, group_keys))
+    return jobs
+
+
+def _file_lines(client, file_id):
+    if not file_id:
+        return []
+    return client.files.content(file_id).content.splitlines()
+
+
+def run_batches(
+    requests_by_key,
+    *,
+    client,
+    store,
+    check,
+    usage,
+    identity,
+    settings,
+    verbose=0,
+    sleep=time.sleep,
+):
+    """Answer ``requests_by_key`` (what the cache lacks) through the Batch API.
+
+    Returns
+    -------
+    answers : dict
+        Key -> record, every usable answer (also stored in ``store``).
+    left_over : dict
+        Key -> reason, for the requests still without an answer: the caller
+        retries them online.
+    write_errors : list of str
+        Answers that could not be written to ``store``.
+
+    Raises
+    ------
+    BatchPendingError
+        With ``settings.wait=False``, once the batches are submitted.
+    EndpointError
+        When the endpoint has no Batch API or refuses it.
+    """
+    missing = dict(requests_by_key)
+    jobs, covered = [], set()
+    if store is not None:
+        for batch_id, keys in store.pending_batches(identity):
+            if any(k in missing for k in keys):
+                jobs.append((batch_id, keys))
+                covered.update(keys)
+    todo = {k: r for k, r in missing.items() if k not in covered}
+    if todo:
+        jobs += _submit(client, store, identity, todo, settings, usage)
+    if not settings.wait:
+        ids = [batch_id for batch_id, _ in jobs]
+        raise BatchPendingError(
+            f"{len(ids)} batch(es) submitted or running at {identity}: "
+            f"{', '.join(ids)}. Their ids are in the answer cache: call again "
+            "with the same texts (batch_wait=True to wait) to collect the answers.",
+            ids,
+        )
+
+    from tqdm.auto import tqdm
+
+    answers, left_over, write_errors = {}, {}, []
+    pending = dict(jobs)
+    done_counts = {}
+    total = sum(len(keys) for keys in pending.values())
+    with tqdm(
+        total=total, disable=verbose == 0, desc="batch", unit="request", leave=False
+    ) as bar:
+        while pending:
+            for batch_id in list(pending):
+                batch = _call(
+                    "batches.retrieve",
+                    identity,
+                    client.batches.retrieve,
+                    batch_id=batch_id,
+                )
+                counts = getattr(batch, "request_counts", None)
+                if counts is not None:
+                    done_counts[batch_id] = (counts.completed or 0) + (
+                        counts.failed or 0
+                    )
+                    bar.n = min(total, sum(done_counts.values()))
+                    bar.refresh()
+                if batch.status not in _TERMINAL:
+                    continue
+                keys = pending.pop(batch_id)
+                lines = _file_lines(client, batch.output_file_id)
+                lines += _file_lines(client, batch.error_file_id)
+                got, failed = parse_results(lines, missing, check)
+                _store(store, got, write_errors)
+                for key in keys:
+                    if key in got:
+                        answers[key] = got[key]
+                        usage.add(**got[key]["usage"])
+                    elif key in missing:
+                        left_over[key] = failed.get(
+                            key, f"no answer in batch {batch_id} ({batch.status})"
+                        )
+                if store is not None:
+                    store.finish_batch(batch_id)
+            if pending:
+                sleep(settings.poll_interval)
+    return answers, left_over, write_errors
+
+
+def write_batch_file(requests_by_key, path):
+    """Write one batch line per request to ``path`` (JSON lines); their count."""
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as handle:
+        for key, request in requests_by_key.items():
+            handle.write(_encode(key, request))
+    tmp.replace(path)
+    return len(requests_by_key)
+
+
+def read_batch_results(path, requests_by_key, check, store):
+    """Store the usable answers of a Batch API output file; answers, failures."""
+    with open(path, "rb") as handle:
+        answers, failures = parse_results(handle, requests_by_key, check)
+    write_errors = []
+    _store(store, answers, write_errors)
+    if write_errors:
+        raise OSError(f"answers could not be stored: {write_errors[0]}")
+    return answers, failures
