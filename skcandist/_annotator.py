@@ -140,6 +140,81 @@ def _check_label_tokens(value, labels):
     return out
 
 
+#: Texts whose prompts are built at once (see ``CandidateAnnotator._chunks``).
+_PLAN_CHUNK = 1000
+
+
+class _BatchRun:
+    """One annotation call through the Batch API, fed chunk by chunk: cached
+    answers are taken, recorded batches that answer the rest are resumed, what
+    is left is submitted; :meth:`collect` then polls them all."""
+
+    def __init__(self, annotator, settings, usage, identity):
+        from .llm import batch as llm_batch
+
+        self.batch = llm_batch
+        self.annotator = annotator
+        self.settings = settings
+        self.usage = usage
+        self.identity = identity
+        self.store = annotator._get_cache()
+        self.jobs = []
+        self.kinds = {}
+        self.submitter = None
+
+    def submit(self, requests):
+        """Cached answers of ``requests``; submits (or resumes) the others."""
+        cached = self.store.get_many(requests) if self.store is not None else {}
+        self.usage.add(cache_hits=len(cached))
+        missing = {
+            k: r for k, r in requests.items() if k not in cached and k not in self.kinds
+        }
+        if not missing:
+            return cached
+        self.kinds.update((k, self.batch.kind_of(r)) for k, r in missing.items())
+        known = {batch_id for batch_id, _ in self.jobs}
+        resumed = [
+            job
+            for job in self.batch.resumable_batches(self.store, self.identity, missing)
+            if job[0] not in known
+        ]
+        self.jobs += resumed
+        covered = {k for _, keys in self.jobs for k in keys}
+        for key, request in missing.items():
+            if key in covered:
+                continue
+            if self.submitter is None:
+                self.submitter = self.batch.BatchSubmitter(
+                    self.annotator._get_client(),
+                    self.store,
+                    self.identity,
+                    self.settings,
+                    self.usage,
+                )
+            self.submitter.add(key, request)
+        return cached
+
+    def collect(self, check, write_errors):
+        """Answers of the submitted batches, and the keys left without one."""
+        if self.submitter is not None:
+            self.jobs += self.submitter.flush()
+        if not self.jobs:
+            return {}, {}
+        answers, left_over, errors = self.batch.collect_batches(
+            self.jobs,
+            self.kinds,
+            client=self.annotator._get_client(),
+            store=self.store,
+            check=check,
+            usage=self.usage,
+            identity=self.identity,
+            settings=self.settings,
+            verbose=self.annotator.verbose,
+        )
+        write_errors.extend(errors)
+        return answers, left_over
+
+
 class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Ask an LLM for the candidate labels of each text (the CanDist teacher).
 
@@ -669,17 +744,34 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             first_tokens=self.label_tokens_,
         )
 
-    def _plan(self, texts):
-        """Requests and cache keys of ``texts`` (plus a content-free one)."""
+    def _with_extra(self, texts):
+        """The texts, plus the content-free input where calibration needs it."""
         all_texts = list(texts)
         if self.answer in building.LOGPROB_MODES and self.calibration == "content_free":
             all_texts.append(_CONTENT_FREE_TEXT)
+        return all_texts
+
+    def _chunks(self, all_texts):
+        """``(plan, keys)`` of ``all_texts``, :data:`_PLAN_CHUNK` texts at a
+        time: prompts are built and demonstrations retrieved chunk by chunk
+        while the answers of the previous chunk arrive, so that memory grows
+        with the answers, not with the prompts."""
         builder = self._builder()
         identity = self._identity()
-        demos = self._retriever.select(all_texts)
-        plan = [builder.build(t, d) for t, d in zip(all_texts, demos)]
-        keys = [building.cache_key(r, identity, self.answer) for r in plan]
-        return plan, keys, identity
+        for start in range(0, len(all_texts), _PLAN_CHUNK):
+            chunk = all_texts[start : start + _PLAN_CHUNK]
+            demos = self._retriever.select(chunk)
+            plan = [builder.build(t, d) for t, d in zip(chunk, demos)]
+            keys = [building.cache_key(r, identity, self.answer) for r in plan]
+            yield plan, keys
+
+    def _plan(self, texts):
+        """Requests and cache keys of ``texts`` (plus a content-free one)."""
+        plan, keys = [], []
+        for chunk_plan, chunk_keys in self._chunks(self._with_extra(texts)):
+            plan += chunk_plan
+            keys += chunk_keys
+        return plan, keys, self._identity()
 
     def _batch_settings(self):
         if not self.use_batch_api:
@@ -700,12 +792,10 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         self._validate_params()
         usage = llm_requests.Usage()
         usage.add(texts=len(texts))
-        plan, keys, identity = self._plan(texts)
         store = self._get_cache()
         answer = self.answer
-        clients = self._holders()[0]
-        result = fetching.fetch(
-            dict(zip(keys, plan)),
+        identity = self._identity()
+        online = dict(
             get_client=self._get_client,
             store=store,
             check=lambda record: decoding.check_usable(record, answer),
@@ -716,14 +806,39 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             backoff=self.backoff,
             random_state=self.random_state,
             verbose=self.verbose,
-            discard_client=clients.discard,
-            batch=self._batch_settings(),
+            discard_client=self._holders()[0].discard,
             limiter=self._limiter(),
         )
-        if result.write_errors:
+        all_texts = self._with_extra(texts)
+        keys, answers, failures, write_errors = [], {}, {}, []
+
+        def merge(result):
+            answers.update(result.answers)
+            failures.update(result.failures)
+            write_errors.extend(result.write_errors)
+
+        settings = self._batch_settings()
+        batches = _BatchRun(self, settings, usage, identity) if settings else None
+        for plan, chunk_keys in self._chunks(all_texts):
+            keys += chunk_keys
+            requests = dict(zip(chunk_keys, plan))
+            if batches is None:
+                merge(fetching.fetch(requests, **online))
+            else:
+                answers.update(batches.submit(requests))
+        if batches is not None:
+            got, left_over = batches.collect(online["check"], write_errors)
+            answers.update(got)
+            if left_over:
+                # Retried online, under the same failure policy as any request.
+                index = dict(zip(keys, range(len(keys))))
+                again = list(dict.fromkeys(all_texts[index[k]] for k in left_over))
+                for plan, chunk_keys in self._chunks(again):
+                    merge(fetching.fetch(dict(zip(chunk_keys, plan)), **online))
+        if write_errors:
             warnings.warn(
-                f"{len(result.write_errors)} answer(s) could not be written to the "
-                f"cache {store.path} ({result.write_errors[0]}); they are used in "
+                f"{len(write_errors)} answer(s) could not be written to the "
+                f"cache {store.path} ({write_errors[0]}); they are used in "
                 "this call but a rerun will ask for them again.",
                 CacheWriteWarning,
                 stacklevel=4,
@@ -731,14 +846,10 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         n = len(texts)
         return {
             "keys": keys,
-            "records": [result.answers.get(k) for k in keys[:n]],
-            "failures": {
-                i: result.failures[keys[i]]
-                for i in range(n)
-                if keys[i] in result.failures
-            },
-            "extra": [result.answers.get(k) for k in keys[n:]],
-            "extra_failures": [result.failures.get(k) for k in keys[n:]],
+            "records": [answers.get(k) for k in keys[:n]],
+            "failures": {i: failures[keys[i]] for i in range(n) if keys[i] in failures},
+            "extra": [answers.get(k) for k in keys[n:]],
+            "extra_failures": [failures.get(k) for k in keys[n:]],
             "usage": usage,
             "cached": store is not None,
         }
@@ -989,8 +1100,7 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         from .llm.batch import write_batch_file
 
         check_is_fitted(self, "classes_")
-        todo = self._uncached(check_texts(X))
-        return write_batch_file(todo, path)
+        return write_batch_file(self._uncached_chunks(check_texts(X)), path)
 
     def read_batch_results(self, path):
         """Store the answers of a batch output file in the answer cache.
@@ -1025,13 +1135,23 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
         )
         return {"stored": len(answers), "failed": failed}
 
+    def _uncached_chunks(self, texts):
+        """Cache key -> request for the distinct texts the cache lacks, a dict
+        per chunk of texts."""
+        store = self._get_cache()
+        seen = set()
+        for plan, keys in self._chunks(self._with_extra(texts)):
+            unique = {k: r for k, r in zip(keys, plan) if k not in seen}
+            seen.update(unique)
+            cached = store.get_many(unique) if store is not None else {}
+            yield {k: r for k, r in unique.items() if k not in cached}
+
     def _uncached(self, texts):
         """Cache key -> request, for the distinct texts the cache lacks."""
-        plan, keys, _ = self._plan(texts)
-        unique = dict(zip(keys, plan))
-        store = self._get_cache()
-        cached = store.get_many(unique) if store is not None else {}
-        return {k: r for k, r in unique.items() if k not in cached}
+        todo = {}
+        for chunk in self._uncached_chunks(texts):
+            todo.update(chunk)
+        return todo
 
     def estimate(self, X):
         """Requests and tokens that annotating ``X`` would cost; sends nothing.

@@ -121,7 +121,8 @@ def test_batch_wait_false_names_the_batches_and_a_later_call_collects(server, tm
         _batch_annotator(server, cache, batch_wait=False).fit_transform(TEXTS)
     assert server.n_batches == 1
     server._batch_state[batch_id]["delay"] = 0.0  # the batch ends
-    out = _batch_annotator(server, cache).fit_transform(TEXTS)
+    # a script that never waits collects once the batch has ended
+    out = _batch_annotator(server, cache, batch_wait=False).fit_transform(TEXTS)
     assert _sets(out) == _expected()
     assert (server.n_batches, server.n_requests) == (1, 0)
 
@@ -255,13 +256,19 @@ def test_rate_limiter_paces_requests_and_tokens():
     limiter = RateLimiter(None, 600, clock=clock, sleep=clock.sleep)  # 10 tokens/s
     for _ in range(4):
         limiter.acquire(tokens=10)
-    assert clock.now == pytest.approx(3.0)
+    assert clock.now == pytest.approx(4.0)
     # a request above a second's budget waits for it instead of hanging
     clock = _FakeClock()
     limiter = RateLimiter(None, 60, clock=clock, sleep=clock.sleep)
     limiter.acquire(tokens=5)
     limiter.acquire(tokens=5)
-    assert clock.now == pytest.approx(9.0, abs=1e-6)
+    assert clock.now == pytest.approx(10.0, abs=1e-6)
+    # the two limits together: the slower one sets the pace
+    clock = _FakeClock()
+    limiter = RateLimiter(600, 600, clock=clock, sleep=clock.sleep)
+    for _ in range(3):
+        limiter.acquire(tokens=10)
+    assert clock.now == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("bad", [0, -5, "fast", True])
@@ -297,3 +304,30 @@ def test_cli_batch_and_rpm(server, tmp_path, capsys):
     assert main(argv) == 0, capsys.readouterr().err
     assert server.n_batches == 1 and server.n_requests == 0
     assert len(server.batch_requests) == len(TEXTS)
+
+
+def test_prompts_are_built_in_chunks_and_batches_still_fill_up(
+    server, tmp_path, monkeypatch
+):
+    import skcandist._annotator as annotator_module
+    from skcandist.llm import retrieval
+
+    monkeypatch.setattr(annotator_module, "_PLAN_CHUNK", 5)
+    sizes = []
+    select = retrieval.DemoRetriever.select
+
+    def spy(self, texts):
+        sizes.append(len(list(texts)))
+        return select(self, texts)
+
+    monkeypatch.setattr(retrieval.DemoRetriever, "select", spy)
+    pool = [("win cash now", "spam"), ("see you at noon", "ham")]
+    online = make_annotator(server, LABELS, cache=None, examples=pool, n_examples=1)
+    assert _sets(online.fit_transform(TEXTS)) == _expected()
+    assert max(sizes) == 5 and sum(sizes) == len(TEXTS)
+    assert server.n_requests == len(TEXTS)
+    batched = _batch_annotator(server, tmp_path / "c.sqlite", examples=pool)
+    batched.set_params(n_examples=1)
+    assert _sets(batched.fit_transform(TEXTS)) == _expected()
+    # 5 chunks of prompts, one batch of 24 lines
+    assert server.n_batches == 1 and len(server.batch_requests) == len(TEXTS)

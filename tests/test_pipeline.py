@@ -150,3 +150,32 @@ def test_pickled_pipeline_predicts_in_fresh_process_without_llm(server, spam, tm
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, rtol=1e-6)
+
+
+def test_model_selection_in_worker_processes_shares_the_answer_cache(
+    server, spam, tmp_path
+):
+    """GridSearchCV and cross_val_score with joblib's process backend (loky):
+    the workers read and write the same answer cache as the parent."""
+    from joblib import parallel_backend
+
+    data, _ = spam
+    pipe = _pipe(server, tmp_path, max_epochs=2)
+    cv = KFold(2, shuffle=True, random_state=0)
+    with parallel_backend("loky", n_jobs=2):
+        scores = cross_val_score(pipe, data.texts, data.labels, cv=cv, n_jobs=2)
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+    # the workers' answers are in the parent's cache file: asking again is free
+    assert server.n_requests >= N_TEXTS
+    sent = server.n_requests
+    annotator = pipe.named_steps["annotate"]
+    clone(annotator).fit_transform(data.texts)
+    assert server.n_requests == sent
+    # and a grid search in worker processes finds every answer there
+    grid = GridSearchCV(
+        pipe, {"student__delta": [0.4, 0.6]}, cv=cv, n_jobs=2, refit=False
+    )
+    with parallel_backend("loky", n_jobs=2):
+        grid.fit(data.texts, data.labels)
+    assert server.n_requests == sent
+    assert len(grid.cv_results_["mean_test_score"]) == 2

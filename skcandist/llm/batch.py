@@ -36,8 +36,12 @@ __all__ = [
     "BatchSettings",
     "batch_line",
     "split_lines",
+    "BatchSubmitter",
     "parse_results",
     "run_batches",
+    "resumable_batches",
+    "submit_batches",
+    "collect_batches",
     "write_batch_file",
     "read_batch_results",
 ]
@@ -214,38 +218,76 @@ def _call(what, identity, fn, **kwargs):
         ) from exc
 
 
-def _submit(client, store, identity, requests_by_key, settings, usage):
-    """Upload and create batches for ``requests_by_key``; ``[(id, keys)]``."""
-    jobs = []
-    by_endpoint = {}
-    for key, request in requests_by_key.items():
-        by_endpoint.setdefault(request["endpoint"], []).append(key)
-    for endpoint, keys in by_endpoint.items():
-        encoded = ((k, _encode(k, requests_by_key[k])) for k in keys)
-        for group in split_lines(encoded, settings.max_lines, settings.max_bytes):
-            data = b"".join(line for _, line in group)
+class BatchSubmitter:
+    """Submit requests as batches while they are built: lines go to a
+    temporary file on disk, which is uploaded and submitted whenever the next
+    line would pass :data:`MAX_LINES` or :data:`MAX_BYTES` (and at
+    :meth:`flush`), so that memory does not grow with the job. Every batch id
+    is recorded in ``store`` the moment the batch exists.
+    """
+
+    def __init__(self, client, store, identity, settings, usage):
+        self.client = client
+        self.store = store
+        self.identity = identity
+        self.settings = settings
+        self.usage = usage
+        self.jobs = []
+        self._open = {}  # endpoint -> [file, keys, size]
+
+    def add(self, key, request):
+        import tempfile
+
+        data = _encode(key, request)
+        if len(data) > self.settings.max_bytes:
+            split_lines([(key, data)], max_bytes=self.settings.max_bytes)  # raises
+        endpoint = request["endpoint"]
+        current = self._open.get(endpoint)
+        if current is not None and (
+            len(current[1]) >= self.settings.max_lines
+            or current[2] + len(data) > self.settings.max_bytes
+        ):
+            self._send(endpoint)
+            current = None
+        if current is None:
+            current = [tempfile.TemporaryFile(), [], 0]
+            self._open[endpoint] = current
+        current[0].write(data)
+        current[1].append(key)
+        current[2] += len(data)
+
+    def flush(self):
+        """Submit what is buffered; the ``[(batch id, keys)]`` of every batch."""
+        for endpoint in list(self._open):
+            self._send(endpoint)
+        return self.jobs
+
+    def _send(self, endpoint):
+        handle, keys, _ = self._open.pop(endpoint)
+        try:
+            handle.seek(0)
             upload = _call(
                 "files.create",
-                identity,
-                client.files.create,
-                file=("skcandist-batch.jsonl", data),
+                self.identity,
+                self.client.files.create,
+                file=("skcandist-batch.jsonl", handle),
                 purpose="batch",
             )
-            batch = _call(
-                "batches.create",
-                identity,
-                client.batches.create,
-                input_file_id=upload.id,
-                endpoint=_URLS[endpoint],
-                completion_window="24h",
-                metadata={"created_by": "skcandist"},
-            )
-            group_keys = [k for k, _ in group]
-            if store is not None:
-                store.record_batch(batch.id, identity, group_keys)
-            usage.add(batches=1, batch_requests=len(group_keys))
-            jobs.append((batch.id, group_keys))
-    return jobs
+        finally:
+            handle.close()
+        batch = _call(
+            "batches.create",
+            self.identity,
+            self.client.batches.create,
+            input_file_id=upload.id,
+            endpoint=_URLS[endpoint],
+            completion_window="24h",
+            metadata={"created_by": "skcandist"},
+        )
+        if self.store is not None:
+            self.store.record_batch(batch.id, self.identity, keys)
+        self.usage.add(batches=1, batch_requests=len(keys))
+        self.jobs.append((batch.id, keys))
 
 
 def _file_lines(client, file_id):
@@ -254,8 +296,42 @@ def _file_lines(client, file_id):
     return client.files.content(file_id).content.splitlines()
 
 
-def run_batches(
-    requests_by_key,
+def resumable_batches(store, identity, keys):
+    """``[(batch id, keys)]`` recorded in ``store`` for ``identity``, not yet
+    collected, that answer at least one of ``keys``."""
+    if store is None:
+        return []
+    keys = set(keys)
+    return [
+        (batch_id, batch_keys)
+        for batch_id, batch_keys in store.pending_batches(identity)
+        if keys.intersection(batch_keys)
+    ]
+
+
+def submit_batches(requests_by_key, *, client, store, identity, settings, usage):
+    """Upload and create batches for ``requests_by_key`` (recorded in
+    ``store`` the moment each exists); ``[(batch id, keys)]``."""
+    submitter = BatchSubmitter(client, store, identity, settings, usage)
+    for key, request in requests_by_key.items():
+        submitter.add(key, request)
+    return submitter.flush()
+
+
+def pending_error(jobs, identity):
+    """The :class:`~skcandist.exceptions.BatchPendingError` of ``batch_wait=False``."""
+    ids = [batch_id for batch_id, _ in jobs]
+    return BatchPendingError(
+        f"{len(ids)} batch(es) submitted or running at {identity}: "
+        f"{', '.join(ids)}. Their ids are in the answer cache: call again with "
+        "the same texts (batch_wait=True to wait) to collect the answers.",
+        ids,
+    )
+
+
+def collect_batches(
+    jobs,
+    kinds,
     *,
     client,
     store,
@@ -266,44 +342,25 @@ def run_batches(
     verbose=0,
     sleep=time.sleep,
 ):
-    """Answer ``requests_by_key`` (what the cache lacks) through the Batch API.
+    """Poll ``jobs`` until they end and store their usable answers.
+
+    With ``settings.wait=False``, look once: store what the batches that have
+    ended hold, then raise :class:`~skcandist.exceptions.BatchPendingError`
+    naming those still running, if any.
+
+    Parameters
+    ----------
+    jobs : list of (str, list of str)
+        Batch ids and the keys each answers.
+    kinds : dict
+        Key -> ``{"endpoint", "logprobs"}`` (the parts of a request that
+        reading its answer needs), for the keys wanted now.
 
     Returns
     -------
-    answers : dict
-        Key -> record, every usable answer (also stored in ``store``).
-    left_over : dict
-        Key -> reason, for the requests still without an answer: the caller
-        retries them online.
-    write_errors : list of str
-        Answers that could not be written to ``store``.
-
-    Raises
-    ------
-    BatchPendingError
-        With ``settings.wait=False``, once the batches are submitted.
-    EndpointError
-        When the endpoint has no Batch API or refuses it.
+    answers, left_over, write_errors
+        As for :func:`run_batches`.
     """
-    missing = dict(requests_by_key)
-    jobs, covered = [], set()
-    if store is not None:
-        for batch_id, keys in store.pending_batches(identity):
-            if any(k in missing for k in keys):
-                jobs.append((batch_id, keys))
-                covered.update(keys)
-    todo = {k: r for k, r in missing.items() if k not in covered}
-    if todo:
-        jobs += _submit(client, store, identity, todo, settings, usage)
-    if not settings.wait:
-        ids = [batch_id for batch_id, _ in jobs]
-        raise BatchPendingError(
-            f"{len(ids)} batch(es) submitted or running at {identity}: "
-            f"{', '.join(ids)}. Their ids are in the answer cache: call again "
-            "with the same texts (batch_wait=True to wait) to collect the answers.",
-            ids,
-        )
-
     from tqdm.auto import tqdm
 
     answers, left_over, write_errors = {}, {}, []
@@ -333,34 +390,114 @@ def run_batches(
                 keys = pending.pop(batch_id)
                 lines = _file_lines(client, batch.output_file_id)
                 lines += _file_lines(client, batch.error_file_id)
-                got, failed = parse_results(lines, missing, check)
+                got, failed = parse_results(lines, kinds, check)
                 _store(store, got, write_errors)
                 for key in keys:
+                    if key not in kinds:
+                        continue
                     if key in got:
                         answers[key] = got[key]
                         usage.add(**got[key]["usage"])
-                    elif key in missing:
+                    else:
                         left_over[key] = failed.get(
                             key, f"no answer in batch {batch_id} ({batch.status})"
                         )
                 if store is not None:
                     store.finish_batch(batch_id)
+            if pending and not settings.wait:
+                raise pending_error(list(pending.items()), identity)
             if pending:
                 sleep(settings.poll_interval)
     return answers, left_over, write_errors
 
 
-def write_batch_file(requests_by_key, path):
-    """Write one batch line per request to ``path`` (JSON lines); their count."""
+def kind_of(request):
+    """What reading the answer of ``request`` needs (not its prompt)."""
+    return {"endpoint": request["endpoint"], "logprobs": request.get("logprobs", False)}
+
+
+def run_batches(
+    requests_by_key,
+    *,
+    client,
+    store,
+    check,
+    usage,
+    identity,
+    settings,
+    verbose=0,
+    sleep=time.sleep,
+):
+    """Answer ``requests_by_key`` (what the cache lacks) through the Batch API:
+    resume the recorded batches that answer some of them, submit the rest,
+    poll, store.
+
+    Returns
+    -------
+    answers : dict
+        Key -> record, every usable answer (also stored in ``store``).
+    left_over : dict
+        Key -> reason, for the requests still without an answer: the caller
+        retries them online.
+    write_errors : list of str
+        Answers that could not be written to ``store``.
+
+    Raises
+    ------
+    BatchPendingError
+        With ``settings.wait=False``, once the batches are submitted.
+    EndpointError
+        When the endpoint has no Batch API or refuses it.
+    """
+    missing = dict(requests_by_key)
+    jobs = resumable_batches(store, identity, missing)
+    covered = {key for _, keys in jobs for key in keys}
+    todo = {k: r for k, r in missing.items() if k not in covered}
+    if todo:
+        jobs += submit_batches(
+            todo,
+            client=client,
+            store=store,
+            identity=identity,
+            settings=settings,
+            usage=usage,
+        )
+    kinds = {key: kind_of(request) for key, request in missing.items()}
+    return collect_batches(
+        jobs,
+        kinds,
+        client=client,
+        store=store,
+        check=check,
+        usage=usage,
+        identity=identity,
+        settings=settings,
+        verbose=verbose,
+        sleep=sleep,
+    )
+
+
+def write_batch_file(requests, path):
+    """Write one batch line per request to ``path`` (JSON lines); their count.
+
+    ``requests`` is a dict key -> request, or an iterable of such dicts
+    (written one after the other, so that the requests need not all be in
+    memory at once).
+    """
     from pathlib import Path
 
+    if isinstance(requests, dict):
+        requests = [requests]
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
+    count = 0
     with open(tmp, "wb") as handle:
-        for key, request in requests_by_key.items():
-            handle.write(_encode(key, request))
+        for chunk in requests:
+            for key, request in chunk.items():
+                handle.write(_encode(key, request))
+                count += 1
     tmp.replace(path)
-    return len(requests_by_key)
+    return count
 
 
 def read_batch_results(path, requests_by_key, check, store):

@@ -116,7 +116,6 @@ def fetch(
     random_state=None,
     verbose=0,
     discard_client=None,
-    batch=None,
     limiter=None,
 ):
     """Answers for ``requests_by_key``: from ``store``, else from the endpoint.
@@ -140,10 +139,6 @@ def fetch(
     discard_client : callable, default=None
         ``discard_client(client)`` on an interrupt, to close the connections
         of requests still in flight (e.g. :meth:`ClientHolder.discard`).
-    batch : skcandist.llm.batch.BatchSettings, default=None
-        Send what the cache lacks through the Batch API first
-        (:func:`skcandist.llm.batch.run_batches`); what it leaves without an
-        answer is then sent online.
     limiter : skcandist.llm.requests.RateLimiter, default=None
         Paces the online requests (shared by all workers).
 
@@ -166,24 +161,6 @@ def fetch(
     if not missing:
         return FetchResult(answers, failures, write_errors)
     client = get_client()
-    if batch is not None:
-        from .batch import run_batches
-
-        got, left_over, errors = run_batches(
-            {key: unique[key] for key in missing},
-            client=client,
-            store=store,
-            check=check,
-            usage=usage,
-            identity=identity,
-            settings=batch,
-            verbose=verbose,
-        )
-        answers.update(got)
-        write_errors.extend(errors)
-        missing = [key for key in missing if key in left_over]
-        if not missing:
-            return FetchResult(answers, failures, write_errors)
     rng = random.Random(random_state)
     stop = threading.Event()
 

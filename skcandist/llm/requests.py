@@ -133,9 +133,10 @@ class RateLimiter:
 
     Two token buckets, refilled continuously at ``per_minute / 60`` a second;
     each holds at most one second's budget (at least one request, and at
-    least the largest request seen), so the pace stays smooth rather than a
-    burst at the start of every minute. :meth:`acquire` waits until both
-    buckets hold enough, then takes it.
+    least the largest request seen) and starts with one request and no
+    tokens, so the pace stays smooth rather than a burst at the start of
+    every minute. :meth:`acquire` waits until both buckets hold enough, then
+    takes it.
 
     Parameters
     ----------
@@ -154,8 +155,8 @@ class RateLimiter:
     ...                       sleep=lambda s: now.__setitem__(0, now[0] + s))
     >>> for _ in range(5):
     ...     limiter.acquire()
-    >>> round(now[0], 2)  # 2 requests a second: the first 2 at once, then 0.5 s each
-    1.5
+    >>> round(now[0], 2)  # 2 requests a second: the first at once, then 0.5 s each
+    2.0
     """
 
     def __init__(
@@ -184,8 +185,10 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._last = self._clock()
-        self._requests = self._capacity(requests_per_minute, 1.0)
-        self._tokens = self._capacity(tokens_per_minute, 0.0)
+        # Start with one request's allowance, not a full second's: a run that
+        # starts and stops within a minute never passes the limit either.
+        self._requests = None if requests_per_minute is None else 1.0
+        self._tokens = None if tokens_per_minute is None else 0.0
         self._largest = 0.0
 
     @staticmethod
