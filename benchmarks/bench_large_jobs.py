@@ -143,43 +143,67 @@ def pacing(n, rpm, n_jobs, workdir):
     }
 
 
+_SERVER_SCRIPT = """
+import sys, time
+sys.path.insert(0, {bench!r})
+from bench_large_jobs import _respond
+from skcandist.testing import FakeLLMServer
+server = FakeLLMServer(_respond).start()
+server._record = lambda body: None  # keep no request bodies
+print(server.base_url, flush=True)
+time.sleep(24 * 3600)
+"""
+
 _MEMORY_SCRIPT = """
 import json, resource, sys, time
 sys.path.insert(0, {bench!r})
 import skcandist._annotator as module
-from bench_large_jobs import _texts, _respond
+from bench_large_jobs import _texts
 from skcandist import CandidateAnnotator
-from skcandist.testing import FakeLLMServer
 if {chunk} is not None:
     module._PLAN_CHUNK = {chunk}
 pool = [(t, "spam" if "cash" in t else "ham") for t in _texts(1000, salt="pool ")]
-with FakeLLMServer(_respond) as server:
-    annotator = CandidateAnnotator(
-        {labels!r}, model="bench", base_url=server.base_url, examples=pool,
-        n_examples=10, retrieval="tfidf", cache={cache!r}, n_jobs=8, verbose=0)
-    start = time.perf_counter()
-    out = annotator.fit_transform(_texts({n}, salt="memory "))
-    wall = time.perf_counter() - start
+annotator = CandidateAnnotator(
+    {labels!r}, model="bench", base_url={base_url!r}, examples=pool,
+    n_examples=10, retrieval="tfidf", cache={cache!r}, n_jobs=8, verbose=0)
+start = time.perf_counter()
+out = annotator.fit_transform(_texts({n}, salt="memory "))
+wall = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({{"peak_rss_mb": round(peak / 1024, 1), "wall_s": round(wall, 1),
-                  "requests": server.n_requests, "rows": out.candidates.shape[0]}}))
+                  "requests": annotator.usage_["requests"],
+                  "rows": out.candidates.shape[0]}}))
 """
 
 
 def memory(n, workdir, chunk=None):
-    script = _MEMORY_SCRIPT.format(
-        bench=str(Path(__file__).resolve().parent),
-        chunk=chunk,
-        labels=LABELS,
-        cache=str(workdir / f"memory-{chunk}.sqlite"),
-        n=n,
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script)],
-        capture_output=True,
+    """Peak RSS of a fresh annotating process; the test server runs in its
+    own process, so that its threads and bookkeeping are not counted."""
+    bench = str(Path(__file__).resolve().parent)
+    server = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_SERVER_SCRIPT.format(bench=bench))],
+        stdout=subprocess.PIPE,
         text=True,
-        check=True,
     )
+    try:
+        base_url = server.stdout.readline().strip()
+        script = _MEMORY_SCRIPT.format(
+            bench=bench,
+            chunk=chunk,
+            labels=LABELS,
+            base_url=base_url,
+            cache=str(workdir / f"memory-{chunk}.sqlite"),
+            n=n,
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        server.kill()
+        server.wait()
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

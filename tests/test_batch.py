@@ -331,3 +331,18 @@ def test_prompts_are_built_in_chunks_and_batches_still_fill_up(
     assert _sets(batched.fit_transform(TEXTS)) == _expected()
     # 5 chunks of prompts, one batch of 24 lines
     assert server.n_batches == 1 and len(server.batch_requests) == len(TEXTS)
+
+
+def test_polling_shows_the_batches_request_counts(server, tmp_path, capsys):
+    server.batch_delay = 0.6
+    annotator = _batch_annotator(server, tmp_path / "c.sqlite", verbose=1)
+    annotator.fit_transform(TEXTS)
+    err = capsys.readouterr().err
+    assert "batch" in err and f"/{len(TEXTS)}" in err
+    # counts grew while the batch ran (the fake batch reports progress)
+    shown = {
+        int(x.split("/")[0].split()[-1])
+        for x in err.split("\r")
+        if f"/{len(TEXTS)}" in x
+    }
+    assert len(shown) >= 2
