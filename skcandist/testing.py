@@ -33,13 +33,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 __all__ = ["FakeLLMServer", "Fault", "candidate_responder", "run_batch_file"]
 
-_FAULT_DOC = """One injected fault.
+_FAULT_DOC = """One injected fault (see :meth:`FakeLLMServer.inject`).
 
+Parameters
+----------
 kind : {"delay", "429", "500", "malformed", "drop", "empty", "status"}
-seconds : float, the sleep before answering ("delay") or before failing.
-retry_after : float or None, the Retry-After header of a 429.
-status : int or None, the HTTP status of a "status" fault.
-code : str or None, the ``error.code`` of a "status" fault's body (e.g.
+seconds : float
+    The sleep before answering ("delay") or before failing.
+retry_after : float or None
+    The Retry-After header of a 429.
+status : int or None
+    The HTTP status of a "status" fault.
+code : str or None
+    The ``error.code`` of a "status" fault's body (e.g.
     ``"insufficient_quota"``).
 """
 
