@@ -182,6 +182,8 @@ def test_answers_that_stay_unusable_are_failures(bad, reason, tmp_path):
         assert reason in annotator.failures_[0] and reason in out.failures[0]
         assert out.candidates.toarray().tolist() == [[0, 0]]
         assert server.n_requests == 3
+        # the retries spent on a text that failed for good are counted
+        assert (annotator.usage_["requests"], annotator.usage_["retries"]) == (3, 2)
         assert cached_count(cache) == 0
         annotator.annotate(["x"])  # nothing cached: asked again
         assert server.n_requests == 6

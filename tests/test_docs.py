@@ -170,6 +170,8 @@ def test_failure_handling_output(built):
     _, out = built
     text = _outputs(out / "auto_examples" / "06_failure_handling.html")
     assert "'retries': 6" in text  # the six transient faults injected
+    # the abstaining run: the failed text's 4 attempts, 3 of them retries
+    assert re.search(r"'requests': 4, 'retries': 3, .*'failures': 1\}", text)
     assert "could not be annotated" in text
     assert "insufficient_quota" in text
     assert _number(r"^requests sent before the stop: (\d+)$", text) <= 4

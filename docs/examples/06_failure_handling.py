@@ -97,8 +97,8 @@ except AnnotationError as error:
 # %%
 # With ``on_failure="abstain"`` the failed text gets an empty row (a student
 # skips it) and the run goes on; the nine good answers now come from the cache.
-# ``requests`` counts every attempt (here the failed text's four);
-# ``retries`` counts those that led to an answer.
+# ``requests`` counts every attempt (here the failed text's four) and
+# ``retries`` every attempt after a text's first (here three).
 annotator = make_annotator(on_failure="abstain")
 out = annotator.fit_transform(data.texts[20:30])
 print(counters(annotator.usage_))

@@ -182,7 +182,11 @@ def fetch(
                 on_attempt=lambda: usage.add(requests=1),
                 stop=stop,
             )
-        except (llm_requests.RequestFailed, llm_requests.Cancelled):
+        except llm_requests.RequestFailed as exc:
+            # The retries spent on a request that failed count too.
+            usage.add(retries=max(0, exc.attempts - 1))
+            raise
+        except llm_requests.Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - one text fails, not the run
             raise llm_requests.RequestFailed(
