@@ -210,3 +210,14 @@ def test_probe_student_heads_quick(tmp_path, shared_data):
     table = (tmp_path / "student_heads.md").read_text()
     assert "| trec | 1 |" in table and "| sms_spam/embedding/weak | 1 |" in table
     assert "Settings meeting the rule: default " in table
+
+
+def test_probe_teacher_trust_quick(tmp_path, shared_data):
+    _run("probe_teacher_trust.py", tmp_path, "--seeds", "0")
+    rows = json.loads((tmp_path / "teacher_trust.json").read_text())
+    assert [r["setting"] for r in rows] == ["trec", "sms_spam/embedding/weak"]
+    for row in rows:
+        assert abs(sum(row["theta_true"]) - 1) < 1e-2
+        assert -100 <= row["alpha=1"] <= 100 and -100 <= row["oracle rates"] <= 100
+    table = (tmp_path / "teacher_trust.md").read_text()
+    assert "| trec | 1 |" in table and "alpha=inf" in table
