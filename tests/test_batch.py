@@ -346,3 +346,29 @@ def test_polling_shows_the_batches_request_counts(server, tmp_path, capsys):
         if f"/{len(TEXTS)}" in x
     }
     assert len(shown) >= 2
+
+
+def test_test_server_batches_can_be_cancelled_through_the_client(server):
+    from openai import OpenAI
+
+    server.batch_delay = 60.0
+    client = OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    lines = [
+        {"custom_id": f"k{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "m", "messages": [{"role": "user", "content": t}]}}
+        for i, t in enumerate(TEXTS[:6])
+    ]  # fmt: skip
+    data = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    upload = client.files.create(file=("in.jsonl", data), purpose="batch")
+    assert client.files.retrieve(upload.id).purpose == "batch"
+    batch = client.batches.create(
+        input_file_id=upload.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    assert client.batches.retrieve(batch.id).status == "in_progress"
+    assert client.batches.cancel(batch.id).status == "cancelled"
+    done = client.batches.retrieve(batch.id)
+    assert done.request_counts.total == 6 and done.request_counts.completed == 3
+    out = client.files.content(done.output_file_id).content.splitlines()
+    assert sorted(json.loads(x)["custom_id"] for x in out) == ["k0", "k1", "k2"]

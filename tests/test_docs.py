@@ -187,6 +187,17 @@ def test_local_llm_output(built):
     assert _number(r"^student test accuracy: ([0-9.]+)$", text) <= 1.0
 
 
+def test_large_jobs_output(built):
+    _, out = built
+    text = _outputs(out / "auto_examples" / "08_large_jobs.html")
+    assert "batches created: 1" in text
+    assert "online requests (the failed lines): 5" in text
+    assert "new batches, new requests: 0 0" in text
+    assert "pending: ['batch-" in text and "batches in all: 2" in text
+    assert "read back: {'stored': 30, 'failed': {}}" in text
+    assert "requests after reading the file: 0" in text
+
+
 def test_gallery_run_time_is_reported(built):
     _, out = built
     text = _text(out / "auto_examples" / "sg_execution_times.html")
