@@ -45,6 +45,11 @@ _TEACHER_FOLDS = 5
 # A class with at least this posterior under the teacher model passes the
 # out-of-candidate filter as if it were in the set.
 _PLAUSIBLE = 0.1
+# The least number of optimisation steps of a warm-up shortened for a short run
+# (see warmup_epochs): about the paper's warm-up (3 epochs of TREC's 5,452
+# training texts at batch 32 are 513 steps) and the default run's (10 epochs of
+# 2,000 texts, 630 steps).
+_MIN_WARMUP_STEPS = 500
 
 
 def _softmax(logits):
@@ -135,13 +140,38 @@ class _FineTuned(nn.Module):
         return self.classify(self.embed(input_ids, attention_mask))
 
 
+# Token-id inputs and their attention masks: each batch is cut to its longest
+# member (see _TensorBatches).
+_TOKEN_INPUTS = {"input_ids": "attention_mask", "input_ids_aug": "attention_mask_aug"}
+
+
+def _trim_padding(Xb):
+    """Drop the padding columns that every text of the batch has at the end.
+
+    The texts are tokenized once, padded (on the right) to the longest text of
+    the whole data; a batch needs only its own longest member's length. The
+    columns cut hold padding in every row, masked out of attention and of the
+    mean pooling, so the result is the same, up to float rounding; a tokenizer
+    that pads on the left keeps its full width.
+    """
+    for ids, mask in _TOKEN_INPUTS.items():
+        if ids in Xb and mask in Xb:
+            used = torch.nonzero(Xb[mask].any(dim=0))
+            width = int(used[-1]) + 1 if len(used) else 1
+            if width < Xb[mask].shape[1]:
+                Xb[ids] = Xb[ids][:, :width]
+                Xb[mask] = Xb[mask][:, :width]
+    return Xb
+
+
 class _TensorBatches:
     """Mini-batches sliced from whole tensors (skorch's iterator, without collation).
 
     skorch's default ``DataLoader`` builds every batch sample by sample and
     collates it; on cached embeddings that costs more than the training step.
     This iterable holds the inputs as tensors once and yields index slices of
-    them, in a fresh random order per pass when ``shuffle`` is set.
+    them, in a fresh random order per pass when ``shuffle`` is set. Token ids
+    (fine-tuning) are cut to the longest text of each batch.
     """
 
     def __init__(self, dataset, batch_size, shuffle=False, generator=None):
@@ -172,7 +202,7 @@ class _TensorBatches:
         for start in range(0, self.n, self.batch_size):
             stop = min(start + self.batch_size, self.n)
             rows = order[start:stop] if order is not None else slice(start, stop)
-            Xb = {k: v[rows] for k, v in self.X.items()}
+            Xb = _trim_padding({k: v[rows] for k, v in self.X.items()})
             yb = None if self.y is None else self.y[rows]
             yield Xb, yb
 
@@ -198,7 +228,7 @@ class _RefineryNet(NeuralNet):
         n = self.targets_t.shape[0]
         groups = torch.full((n,), L.IN, dtype=torch.long)
         predicted = self.probs_t.argmax(dim=1)
-        if cfg["loss"] == "candist" and epoch > cfg["warmup_epochs"]:
+        if cfg["loss"] == "candist" and self._warmed_up(epoch):
             # Only samples the student has trained on (not a validation split).
             seen = torch.nonzero(self.visited_t).squeeze(1)
             groups[seen], predicted[seen] = L.refinery_groups(
@@ -216,6 +246,16 @@ class _RefineryNet(NeuralNet):
         self.history.record("n_selected", int((groups == L.SMALL_LOSS).sum()))
         self.history.record("n_confident_out", int((groups == L.CONFIDENT_OUT).sum()))
         self.history.record("n_ignored", int((groups == L.OUT).sum()))
+
+    def _warmed_up(self, epoch):
+        """Whether selection runs in ``epoch`` (1-based): see ``warmup_epochs``."""
+        cfg = self.refinery
+        done = epoch - 1  # epochs trained so far
+        if done < min(cfg["warmup_epochs"], cfg["max_epochs"] // 3):
+            return False
+        # A warm-up cut to a third of a short run still holds _MIN_WARMUP_STEPS
+        # optimisation steps, unless warmup_epochs epochs have passed.
+        return done >= cfg["warmup_epochs"] or self.n_steps >= _MIN_WARMUP_STEPS
 
     def get_iterator(self, dataset, training=False):
         X = getattr(getattr(dataset, "dataset", dataset), "X", None)
@@ -281,6 +321,7 @@ class _RefineryNet(NeuralNet):
         self.visited_t[index] = True
         if cfg["renormalize"]:
             self.targets_t[index] = L.renormalize(probs, self.weights_t[index])
+        self.n_steps += 1
         return {"loss": loss, "y_pred": logits}
 
     def _extras(self, Xi, embeddings, logits, qhat, has):
@@ -371,12 +412,22 @@ class CanDistClassifier(ClassifierMixin, BaseEstimator):
         target.
     warmup_epochs : int, default=10
         Epochs on the re-normalised targets of all samples before selection
-        starts (capped at a third of ``max_epochs``). With many classes the
-        student needs a longer warm-up before its own predictions can select
-        targets: on Banking77 (77 classes, simulated teacher),
-        ``benchmarks/bench_quality.py`` measured 84.6 | 75.9 % (annotation |
-        test accuracy) with 3 warm-up epochs of 30, and 86.9 | 80.5 % with 10 of
-        50; TREC moved by less than a point.
+        starts: selection runs from epoch ``warmup_epochs + 1`` on. A run
+        shorter than ``3 * warmup_epochs`` epochs shortens the warm-up to a
+        third of ``max_epochs``, but not below 500 optimisation steps (batches):
+        the warm-up is ``min(warmup_epochs, max(max_epochs // 3,
+        ceil(500 / batches_per_epoch)))`` epochs, and a warm-up as long as the
+        run means no selection at all (the re-normalised targets of PRODEN, with
+        the consistency and mixup terms). So a short fine-tuning run, or one on
+        few texts, does not select on the predictions of a student that has
+        barely trained; the default run (50 epochs) always warms up for 10.
+        500 steps is about the paper's warm-up (3 epochs of TREC's 5,452 texts at
+        batch 32: 513 steps) and the default's (10 epochs of 2,000 texts: 630).
+        With many classes the student needs a longer warm-up before its own
+        predictions can select targets: on Banking77 (77 classes, simulated
+        teacher), ``benchmarks/bench_quality.py`` measured 84.6 | 75.9 %
+        (annotation | test accuracy) with 3 warm-up epochs of 30, and
+        86.9 | 80.5 % with 10 of 50; TREC moved by less than a point.
     max_epochs : int, default=50
         Training epochs (the paper's 50).
     lr : float, default=None
@@ -384,7 +435,8 @@ class CanDistClassifier(ClassifierMixin, BaseEstimator):
         3e-5 when fine-tuning.
     batch_size : int, default=32
     max_length : int, default=128
-        Texts are truncated to this many tokens.
+        Texts are truncated to this many tokens. When fine-tuning, each batch
+        is padded only to its longest text.
     weight_decay : float, default=0.01
     encoder : str, default=None
         None: the offline all-MiniLM-L6-v2; else a Hugging Face name or path.
@@ -404,7 +456,8 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         ``delta`` over all in-candidate samples at once.
     ramp_epochs : int, default=10
         The weight eta of the consistency and mixup terms rises linearly from 0
-        to 1 over this many epochs.
+        to 1 over this many epochs: ``eta = min(1, (epoch - 1) / ramp_epochs)``,
+        0 in the first epoch; 0 makes eta 1 from the start.
     mixup_alpha : float, default=4.0
         Mixing weights are drawn from Beta(mixup_alpha, mixup_alpha).
     lws_beta : float, default=1.0
@@ -737,9 +790,11 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
 
             cached = (path, AutoTokenizer.from_pretrained(path))
             self._tokenizer = cached
+        # Padded to the longest text here, not to max_length: each batch is then
+        # cut to its own longest member (_trim_padding).
         batch = cached[1](
             list(texts),
-            padding="max_length",
+            padding="longest",
             truncation=True,
             max_length=self.max_length,
             return_tensors="np",
@@ -852,7 +907,6 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         inputs = self._inputs(texts, augmented)
         seed = 0 if self.random_state is None else int(self.random_state)
         dim = inputs["x"].shape[1] if not self.finetune else None
-        warmup = min(self.warmup_epochs, max(self.max_epochs // 3, 0))
         teacher = None
         if (
             self.loss == "candist"
@@ -888,12 +942,14 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             net.probs_t = L.uniform_targets(torch.ones_like(cands_t))
             net.visited_t = torch.zeros(len(texts), dtype=torch.bool)
             net.rng = np.random.RandomState(seed)
+            net.n_steps = 0  # optimisation steps taken (the warm-up counts them)
             net.refinery = {
                 "loss": self.loss,
                 "delta": self.delta,
                 "gamma": self.gamma,
                 "tau": self.tau,
-                "warmup_epochs": warmup,
+                "warmup_epochs": self.warmup_epochs,
+                "max_epochs": self.max_epochs,
                 "renormalize": bool(self.renormalize)
                 and self.loss in ("candist", "proden"),
                 "filter_out_of_candidate": bool(self.filter_out_of_candidate),

@@ -1,4 +1,5 @@
-"""The student-speed and cost benchmarks run and write their results (no timings)."""
+"""The student-speed, fine-tune-speed and cost benchmarks run and write their results
+(no timings are checked)."""
 
 import json
 import math
@@ -59,6 +60,31 @@ def test_student_speed_quick_writes_its_results(tmp_path):
     assert (tmp_path / "student_speed.md").read_text().startswith("Student speed")
     assert (tmp_path / "fit_time_vs_size.png").stat().st_size > 0
     assert "| texts |" in done.stdout
+
+
+@pytest.mark.slow
+def test_finetune_speed_quick_writes_its_results(tmp_path):
+    done = _run("bench_finetune_speed.py", "--quick", "--out-dir", str(tmp_path))
+    results = json.loads((tmp_path / "finetune_speed.json").read_text())
+    assert results["quick"] is True and results["threads"] == 1
+    assert results["epochs"] == 2
+    runs = [results["bare"]["before"], results["bare"]["after"], results["candist"]]
+    for run in runs:
+        for clock in ("wall_s", "cpu_s"):
+            assert len(run[clock]) == 2 and all(_positive(s) for s in run[clock])
+    assert results["candist"]["params"]["finetune"] is True
+    for ratio in (results["ratio"], results["ratio_cpu"]):
+        assert _positive(ratio["last"]) and _positive(ratio["first"])
+    assert results["ratio"]["last"] == pytest.approx(
+        results["candist_epoch_s"] / results["bare_epoch_s"]
+    )
+    assert results["meets_target"] == (results["ratio"]["last"] <= 2.5)
+    assert results["command"] == (
+        f"python benchmarks/bench_finetune_speed.py --quick --out-dir {tmp_path}"
+    )
+    text = (tmp_path / "finetune_speed.md").read_text()
+    assert text.startswith("Fine-tuning speed") and results["command"] in text
+    assert "CanDist epoch / bare epoch" in done.stdout
 
 
 def _check_cost(folder):

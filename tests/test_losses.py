@@ -64,8 +64,11 @@ def test_small_loss_selection_is_classwise():
     q = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 2)
     groups, _ = L.refinery_groups(probs, q, cands, delta=0.5)
     assert groups.tolist() == [1, 1, 0, 0, 1, 0]
-    # Globally, the 3 smallest losses are all in class 0 or the confident 1.
+    # Over all of D_in at once, the 3 smallest losses are all in class 0.
+    probs[4] = torch.tensor([0.35, 0.65])  # class 1's best loss now > sample 2's
     groups, _ = L.refinery_groups(probs, q, cands, delta=0.5, classwise_selection=False)
+    assert groups.tolist() == [1, 1, 1, 0, 0, 0]
+    groups, _ = L.refinery_groups(probs, q, cands, delta=0.5)
     assert groups.tolist() == [1, 1, 0, 0, 1, 0]
     groups, _ = L.refinery_groups(
         probs, q, cands, delta=0.5, small_loss_selection=False
@@ -101,20 +104,39 @@ def test_refinery_targets_per_group():
     assert torch.allclose(qhat[1], q[1])
 
 
-def test_consistency_loss_is_zero_kl_for_identical_views():
-    logits = torch.tensor([[1.0, -1.0], [0.5, 0.2]])
-    out = L.consistency_loss(
-        logits, logits, torch.zeros(2, 2), torch.tensor([0, 0]).bool()
-    )
-    assert torch.allclose(out, torch.zeros(2), atol=1e-6)
+def test_consistency_loss_is_kl_without_a_target_and_ce_with_one():
+    logits = torch.tensor([[1.0, -1.0, 0.0], [0.5, 0.2, -2.0]])
+    logits_aug = torch.tensor([[0.0, 2.0, -1.0], [0.5, 0.2, -2.0]], requires_grad=True)
+    qhat = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    no_target = torch.tensor([False, False])
+    out = L.consistency_loss(logits_aug, logits, qhat, no_target)
+    # KL(p || p_aug), the plain view p as the reference (not KL(p_aug || p)).
+    p, p_aug = torch.softmax(logits, 1), torch.softmax(logits_aug.detach(), 1)
+    kl = (p * (p.log() - p_aug.log())).sum(dim=1)
+    assert kl[0] > 0.5 and abs(kl[0] - (p_aug * (p_aug.log() - p.log())).sum()) > 0.1
+    assert torch.allclose(out, kl, atol=1e-6)
+    assert out[1].abs() < 1e-6  # identical views
+    # With a target: CE(p_aug, qhat).
+    with_target = torch.tensor([True, False])
+    out = L.consistency_loss(logits_aug, logits, qhat, with_target)
+    assert torch.allclose(out[0], -torch.log_softmax(logits_aug.detach(), 1)[0, 1])
+    assert torch.allclose(out[1], kl[1], atol=1e-6)
+    # The plain view is the target: no gradient flows into it.
+    plain = logits.clone().requires_grad_(True)
+    L.consistency_loss(logits_aug, plain, qhat, no_target).sum().backward()
+    assert plain.grad is None and logits_aug.grad.abs().sum() > 0
 
 
 def test_mixup_convex_combination():
     x = torch.tensor([[0.0, 2.0], [4.0, 6.0]])
     t = torch.eye(2)
     mx, mt = L.mixup(x, t, 0.75, torch.tensor([1, 0]))
-    assert torch.allclose(mx[0], torch.tensor([1.0, 3.0]))
-    assert torch.allclose(mt.sum(dim=1), torch.ones(2))
+    # 0.75 of the sample itself, 0.25 of its partner, for inputs and targets.
+    assert torch.allclose(mx, torch.tensor([[1.0, 3.0], [3.0, 5.0]]))
+    assert torch.allclose(mt, torch.tensor([[0.75, 0.25], [0.25, 0.75]]))
+    # The identity permutation mixes nothing.
+    mx, mt = L.mixup(x, t, 0.6, torch.tensor([0, 1]))
+    assert torch.allclose(mx, x) and torch.allclose(mt, t)
 
 
 def test_cc_loss_only_counts_candidate_mass():
@@ -147,11 +169,20 @@ def test_lws_weights_and_loss():
     assert good < bad
 
 
-def test_cavl_targets_stay_inside_the_candidate_set():
-    logits = torch.randn(20, 5, generator=torch.Generator().manual_seed(1))
+def test_cavl_targets_are_the_largest_activation_in_the_set():
+    # z |1 - z|: 0.5 -> 0.25, 1.0 -> 0, 3.0 -> 6, -3.0 -> -12. Not the largest
+    # logit: a logit of 1 has no activation.
+    logits = torch.tensor([[0.5, 1.0, -3.0], [0.5, 1.0, 3.0], [0.5, 1.0, 3.0]])
+    cands = _cands([[1, 1, 1], [1, 1, 1], [0, 1, 0]])
+    assert L.cavl_targets(logits, cands).tolist() == [0, 2, 1]
+    # Against a plain reference on random logits and sets.
+    logits = torch.randn(20, 5, generator=torch.Generator().manual_seed(1)) * 2
     cands = (
         torch.rand(20, 5, generator=torch.Generator().manual_seed(2)) > 0.5
     ).float()
     cands[:, 0] = 1
     target = L.cavl_targets(logits, cands)
-    assert (cands.gather(1, target[:, None]) == 1).all()
+    for row in range(20):
+        members = [j for j in range(5) if cands[row, j]]
+        value = {j: float(logits[row, j] * abs(1 - logits[row, j])) for j in members}
+        assert int(target[row]) == max(value, key=value.get)

@@ -129,13 +129,22 @@ def test_ce_uses_the_teachers_single_label():
     assert clf.score(TEXTS, GOLD) == 1.0
 
 
+def _reworded(texts):
+    # Not t.upper(): the encoder is uncased, so that view would be the text itself.
+    return [f"{t} thanks" for t in texts]
+
+
 def test_augment_callable_and_precomputed_views():
-    upper = CanDistClassifier(augment=lambda texts: [t.upper() for t in texts], **FAST)
-    upper.fit(TEXTS, CANDS, classes=CLASSES)
+    called = CanDistClassifier(augment=_reworded, **FAST)
+    called.fit(TEXTS, CANDS, classes=CLASSES)
     precomputed = CanDistClassifier(**FAST).fit(
-        TEXTS, CANDS, classes=CLASSES, augmented=[t.upper() for t in TEXTS]
+        TEXTS, CANDS, classes=CLASSES, augmented=_reworded(TEXTS)
     )
-    assert np.allclose(upper.predict_proba(TEXTS), precomputed.predict_proba(TEXTS))
+    assert np.allclose(called.predict_proba(TEXTS), precomputed.predict_proba(TEXTS))
+    # The augmented view is trained on: without it (a second dropout view of
+    # the same embeddings), the same seed gives other predictions.
+    plain = _fit().predict_proba(TEXTS)
+    assert np.abs(called.predict_proba(TEXTS) - plain).max() > 1e-4
     with pytest.raises(InvalidInputError, match="augmented"):
         CanDistClassifier(**FAST).fit(TEXTS, CANDS, augmented=TEXTS[:3])
 
@@ -185,9 +194,16 @@ def test_user_callbacks_run():
     ],
 )
 def test_each_refinery_component_can_be_switched_off(switch):
-    full = _fit(random_state=5).predict_proba(TEXTS)
-    ablated = _fit(random_state=5, **{switch: False})
-    assert ablated.predict_proba(TEXTS).shape == full.shape
+    # Sets of both labels on most texts (so that the selected samples have
+    # targets to sharpen) and tau=0.5 (so that out-of-candidate predictions are
+    # confident): on this data and seed every component changes what is learnt.
+    cands = np.array([[0, 1], [1, 1], [1, 1], [1, 1], [1, 0], [1, 1], [1, 1], [0, 1]])
+    params = {**FAST, "tau": 0.5, "random_state": 7}
+    full = CanDistClassifier(**params).fit(TEXTS, cands, classes=CLASSES)
+    ablated = CanDistClassifier(**params, **{switch: False})
+    ablated.fit(TEXTS, cands, classes=CLASSES)
+    difference = np.abs(ablated.predict_proba(TEXTS) - full.predict_proba(TEXTS))
+    assert difference.max() > 1e-4, switch
 
 
 def test_small_loss_selection_off_selects_nothing():
@@ -195,12 +211,19 @@ def test_small_loss_selection_off_selects_nothing():
     assert all(row["n_selected"] == 0 for row in history)
 
 
-def test_early_stopping_on_held_out_candidate_consistency():
-    clf = _fit(validation_fraction=0.25, patience=1, max_epochs=30)
+@pytest.mark.parametrize("patience", [1, 2])
+def test_early_stopping_on_held_out_candidate_consistency(patience):
+    clf = _fit(validation_fraction=0.25, patience=patience, max_epochs=30)
     history = clf.net_.history
     assert "valid_loss" in history[-1]
-    assert len(history) <= 30
-    assert clf.predict(TEXTS).shape == (8,)
+    # It stopped, patience epochs after the best held-out loss ...
+    best = max(i for i, row in enumerate(history, 1) if row["valid_loss_best"])
+    assert len(history) == best + patience < 30
+    # ... and kept that epoch's weights: those of a run that ends there.
+    shorter = _fit(validation_fraction=0.25, patience=30, max_epochs=best)
+    np.testing.assert_allclose(
+        clf.predict_proba(TEXTS), shorter.predict_proba(TEXTS), atol=1e-6
+    )
 
 
 def test_refits_reuse_cached_embeddings(monkeypatch, tmp_path):
@@ -369,11 +392,17 @@ def test_cross_val_score_on_texts_with_gold_labels():
     assert scores.shape == (2,)
 
 
-def test_finetune_trains_the_whole_encoder_on_a_tiny_slice():
+@pytest.fixture(scope="module")
+def finetuned(_few_threads):
+    """A student fine-tuned for one epoch on the 8 texts (max_length 64)."""
     clf = CanDistClassifier(
-        finetune=True, max_epochs=1, warmup_epochs=0, batch_size=4, max_length=16
+        finetune=True, max_epochs=1, warmup_epochs=0, batch_size=4, max_length=64
     )
-    clf.fit(TEXTS, CANDS, classes=CLASSES)
+    return clf.fit(TEXTS, CANDS, classes=CLASSES)
+
+
+def test_finetune_trains_the_whole_encoder_on_a_tiny_slice(finetuned):
+    clf = finetuned
     encoder = clf.net_.module_.encoder
     from skcandist.encoders import load_encoder
 
@@ -653,3 +682,212 @@ def test_dropout_zero_without_augmentation_warns(params, warns):
     assert bool(hits) == warns
     if warns:
         assert "identical" in str(hits[0].message)
+
+
+# ------------------------------------- the refinery's schedule and wiring
+def _selected(clf):
+    return [row["n_selected"] for row in clf.net_.history]
+
+
+@pytest.mark.parametrize("warmup, epochs", [(1, 4), (2, 6), (3, 9), (10, 50)])
+def test_selection_starts_right_after_the_warm_up(warmup, epochs):
+    # max_epochs >= 3 * warmup: no shortening, the warm-up is warmup epochs.
+    selected = _selected(_fit(warmup_epochs=warmup, max_epochs=epochs))
+    assert selected[:warmup] == [0] * warmup
+    assert all(n > 0 for n in selected[warmup:]), selected
+
+
+@pytest.mark.parametrize(
+    "min_steps, first_selected",
+    [(0, 3), (4, 3), (5, 4), (6, 4), (7, 5), (10, 6), (500, 6)],
+)
+def test_a_short_run_keeps_a_minimum_of_warm_up_steps(
+    monkeypatch, min_steps, first_selected
+):
+    """warmup_epochs=5 of max_epochs=6: the cap (a third of the run, 2 epochs)
+    still holds min_steps optimisation steps (2 per epoch here), and never
+    more than warmup_epochs epochs."""
+    from skcandist import _student
+
+    monkeypatch.setattr(_student, "_MIN_WARMUP_STEPS", min_steps)
+    selected = _selected(_fit(warmup_epochs=5, max_epochs=6))
+    warm = first_selected - 1
+    assert selected[:warm] == [0] * warm
+    assert all(n > 0 for n in selected[warm:]), selected
+
+
+def test_a_four_epoch_run_on_few_texts_does_not_select_on_an_untrained_student():
+    # 2 steps per epoch: the default warm-up (10 epochs) is not cut to a third
+    # of the run (1 epoch), and the refinery stays re-normalised targets.
+    assert _selected(_fit(warmup_epochs=10, max_epochs=4)) == [0] * 4
+
+
+def test_the_consistency_and_mixup_weight_ramps_up(monkeypatch):
+    """eta = min(1, (epoch - 1) / ramp_epochs) scales the extra terms: with a
+    consistency term that adds a constant 10 (and no gradient), each epoch's
+    training loss rises by exactly 10 * eta."""
+    from skcandist import losses
+
+    real = losses.consistency_loss
+
+    def shifted(shift):
+        def consistency(logits_aug, logits, qhat, has_target):
+            return real(logits_aug, logits, qhat, has_target) * 0 + shift
+
+        return consistency
+
+    def train_losses(shift, **params):
+        monkeypatch.setattr(losses, "consistency_loss", shifted(shift))
+        clf = _fit(mixup=False, max_epochs=5, **params)
+        return np.array([row["train_loss"] for row in clf.net_.history])
+
+    rise = train_losses(10.0, ramp_epochs=3) - train_losses(0.0, ramp_epochs=3)
+    np.testing.assert_allclose(rise, 10 * np.array([0, 1 / 3, 2 / 3, 1, 1]), atol=1e-4)
+    rise = train_losses(10.0, ramp_epochs=0) - train_losses(0.0, ramp_epochs=0)
+    np.testing.assert_allclose(rise, 10 * np.ones(5), atol=1e-4)
+
+
+def test_confident_out_of_candidate_predictions_are_one_hot_targets(monkeypatch):
+    """D_hc (Eq. 4): a confident prediction outside the candidate set is a
+    target of L_dr (Eq. 5), the one-hot of that prediction."""
+    from skcandist import _student, losses
+
+    real_step = _student._RefineryNet.train_step_single
+    real_ce = losses.soft_cross_entropy
+    steps = []
+
+    def step(self, data, **kwargs):
+        index = data[0]["index"].clone()
+        steps.append({"groups": self.groups_t[index], "index": index})
+        steps[-1]["predicted"] = self.predicted_t[index]
+        result = real_step(self, data, **kwargs)
+        steps[-1]["loss"] = result["loss"].detach()
+        return result
+
+    def cross_entropy(logits, targets):
+        value = real_ce(logits, targets)
+        steps[-1].update(targets=targets.detach(), ce=value.detach())
+        return value
+
+    monkeypatch.setattr(_student._RefineryNet, "train_step_single", step)
+    monkeypatch.setattr(losses, "soft_cross_entropy", cross_entropy)
+    # Binary and tau=0.5: every out-of-candidate prediction is confident. With
+    # no consistency and mixup, L_dr is the step's loss and its only CE.
+    clf = _fit(tau=0.5, random_state=5, consistency=False, mixup=False)
+    n_confident = 0
+    for batch in steps:
+        rows = batch["groups"] == losses.CONFIDENT_OUT
+        n_confident += int(rows.sum())
+        predicted = batch["predicted"][rows]
+        assert (torch.as_tensor(CANDS)[batch["index"][rows], predicted] == 0).all()
+        one_hot = torch.nn.functional.one_hot(predicted, 2).float()
+        assert torch.equal(batch["targets"][rows], one_hot)
+        # Eq. 5: the mean over the batch of every sample with a target, D_hc too.
+        kept = batch["groups"] != losses.OUT
+        expected = (batch["ce"] * kept).sum() / len(kept)
+        assert torch.allclose(batch["loss"], expected, atol=1e-6)
+    assert n_confident > 0
+    assert n_confident == sum(row["n_confident_out"] for row in clf.net_.history)
+
+
+def test_validation_rows_are_never_selected():
+    # delta=1 selects every in-candidate sample, tau=0 makes every
+    # out-of-candidate one confident: each epoch after the warm-up, the groups
+    # hold every training row, and none of the 2 held-out rows.
+    clf = _fit(validation_fraction=0.25, patience=30, delta=1.0, tau=0.0)
+    for row in clf.net_.history[1:]:
+        assert row["n_selected"] + row["n_confident_out"] == 6, row
+        assert row["n_ignored"] == 0
+
+
+def test_set_params_then_refit_uses_the_new_params():
+    clf = _fit()
+    first = clf.predict_proba(TEXTS)
+    changed = {"max_epochs": 3, "hidden_size": 0, "delta": 0.4, "random_state": 2}
+    clf.set_params(**changed)
+    clf.fit(TEXTS, CANDS, classes=CLASSES)
+    assert len(clf.net_.history) == 3
+    assert clf.net_.module_.body.__class__.__name__ == "Identity"  # linear head
+    fresh = _fit(**changed)
+    np.testing.assert_array_equal(clf.predict_proba(TEXTS), fresh.predict_proba(TEXTS))
+    assert not np.allclose(clf.predict_proba(TEXTS), first)
+
+
+# --------------------------------------------------------- fine-tune mode
+def test_trim_padding_cuts_each_batch_to_its_longest_text():
+    from skcandist._student import _trim_padding
+
+    ids = torch.tensor([[5, 6, 0, 0, 0], [5, 6, 7, 0, 0]])
+    mask = (ids > 0).long()
+    cut = _trim_padding({"input_ids": ids, "attention_mask": mask, "index": ids[:, 0]})
+    assert cut["input_ids"].tolist() == [[5, 6, 0], [5, 6, 7]]
+    assert cut["attention_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    # The augmented view is cut by its own mask; a left-padded batch is kept.
+    left = torch.tensor([[0, 0, 5], [0, 6, 7]])
+    kept = _trim_padding({"input_ids_aug": left, "attention_mask_aug": left > 0})
+    assert kept["input_ids_aug"].tolist() == left.tolist()
+
+
+def test_finetune_pads_each_batch_to_its_longest_text_only(finetuned, monkeypatch):
+    from transformers import AutoTokenizer
+
+    # Batches of 4 (the student's batch_size): short texts, then a long one.
+    texts = ["hi", "free prize", "see you", "ok", *TEXTS[:3], " ".join(TEXTS[3:])]
+    encoder = finetuned.net_.module_.encoder
+    widths = []
+    real = encoder.forward
+
+    def forward(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(encoder, "forward", forward)
+    proba = finetuned.predict_proba(texts)
+    lengths = finetuned._tokenize(texts)["attention_mask"].sum(axis=1)
+    assert widths == [lengths[:4].max(), lengths[4:].max()]
+    assert widths[0] < widths[1] < 64
+    # The same texts padded to max_length (the padding masked out) give the
+    # same probabilities: padding does not leak into the result.
+    monkeypatch.setattr(encoder, "forward", real)
+    tokens = AutoTokenizer.from_pretrained(str(finetuned._encoder_path()))(
+        texts, padding="max_length", max_length=64, return_tensors="pt"
+    )
+    module = finetuned.net_.module_.eval()
+    with torch.no_grad():
+        padded = torch.softmax(module(**tokens), dim=1).numpy()
+    np.testing.assert_allclose(proba, padded, atol=1e-5)
+
+
+def test_finetune_runs_consistency_and_mixup(monkeypatch):
+    """With ramp_epochs=0, eta is 1 from the first epoch: every step runs the
+    encoder a second time (the consistency term's dropout view) and mixes."""
+    from skcandist import _student, losses
+
+    calls = {"embed": 0, "mixup": 0}
+    real_embed, real_mixup = _student._FineTuned.embed, losses.mixup
+
+    def embed(self, *args, **kwargs):
+        calls["embed"] += 1
+        return real_embed(self, *args, **kwargs)
+
+    def mixup(*args):
+        calls["mixup"] += 1
+        return real_mixup(*args)
+
+    monkeypatch.setattr(_student._FineTuned, "embed", embed)
+    monkeypatch.setattr(losses, "mixup", mixup)
+    params = dict(
+        finetune=True,
+        max_epochs=2,
+        warmup_epochs=1,
+        ramp_epochs=0,
+        batch_size=4,
+        max_length=16,
+        teacher_model=None,
+    )
+    extras = CanDistClassifier(**params).fit(TEXTS, CANDS, classes=CLASSES)
+    steps = 2 * 2  # 8 texts in batches of 4, 2 epochs
+    assert calls == {"embed": 2 * steps, "mixup": steps}
+    plain = CanDistClassifier(**params, consistency=False, mixup=False)
+    plain.fit(TEXTS, CANDS, classes=CLASSES)
+    assert np.abs(extras.predict_proba(TEXTS) - plain.predict_proba(TEXTS)).max() > 1e-5
