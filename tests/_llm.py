@@ -19,3 +19,12 @@ def make_annotator(server, labels, **params):
     params.setdefault("backoff", 0.01)
     params.setdefault("timeout", 5.0)
     return CandidateAnnotator(labels, base_url=server.base_url, **params)
+
+
+def interruptible():
+    """``preexec_fn`` for a child that a test interrupts with SIGINT: a test
+    run started in the background of a non-interactive shell inherits SIGINT
+    ignored, and Python would then never raise KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -30,7 +30,7 @@ from skcandist.llm.cache import AnswerCache, default_cache_path
 from skcandist.testing import FakeLLMServer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _llm import make_annotator, query_text  # noqa: E402
+from _llm import interruptible, make_annotator, query_text  # noqa: E402
 
 LABELS = ["spam", "ham"]
 TEXTS = ["WIN CASH NOW", "see you at dinner", "free prize, maybe a scam?"]
@@ -283,6 +283,7 @@ def test_ctrl_c_ends_a_run_within_seconds_and_keeps_the_answers(tmp_path):
             [sys.executable, str(script), server.base_url, str(cache)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=interruptible,
         )
         try:
             deadline = time.monotonic() + 60

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from _llm import interruptible
 
 from skcandist.cli import main
 from skcandist.datasets import load_sms_spam
@@ -187,7 +188,9 @@ def test_interrupted_run_resumes_without_repeating_requests(
     argv += ["--labels", "ham,spam", "--out", str(tmp_path / "o.csv"), "--quiet"]
     argv += ["--base-url", server.base_url, "--model", "fake", "--n-jobs", "1"]
     argv += ["--cache", str(tmp_path / "c.sqlite"), "--max-epochs", "2"]
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     deadline = time.monotonic() + 120
     while server.n_requests < 10 and time.monotonic() < deadline:
         time.sleep(0.02)
