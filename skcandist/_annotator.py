@@ -144,77 +144,6 @@ def _check_label_tokens(value, labels):
 _PLAN_CHUNK = 1000
 
 
-class _BatchRun:
-    """One annotation call through the Batch API, fed chunk by chunk: cached
-    answers are taken, recorded batches that answer the rest are resumed, what
-    is left is submitted; :meth:`collect` then polls them all."""
-
-    def __init__(self, annotator, settings, usage, identity):
-        from .llm import batch as llm_batch
-
-        self.batch = llm_batch
-        self.annotator = annotator
-        self.settings = settings
-        self.usage = usage
-        self.identity = identity
-        self.store = annotator._get_cache()
-        self.jobs = []
-        self.kinds = {}
-        self.submitter = None
-
-    def submit(self, requests):
-        """Cached answers of ``requests``; submits (or resumes) the others."""
-        cached = self.store.get_many(requests) if self.store is not None else {}
-        self.usage.add(cache_hits=len(cached))
-        missing = {
-            k: r for k, r in requests.items() if k not in cached and k not in self.kinds
-        }
-        if not missing:
-            return cached
-        self.kinds.update((k, self.batch.kind_of(r)) for k, r in missing.items())
-        known = {batch_id for batch_id, _ in self.jobs}
-        resumed = [
-            job
-            for job in self.batch.resumable_batches(self.store, self.identity, missing)
-            if job[0] not in known
-        ]
-        self.jobs += resumed
-        covered = {k for _, keys in self.jobs for k in keys}
-        for key, request in missing.items():
-            if key in covered:
-                continue
-            if self.submitter is None:
-                self.submitter = self.batch.BatchSubmitter(
-                    self.annotator._get_client(),
-                    self.store,
-                    self.identity,
-                    self.settings,
-                    self.usage,
-                )
-            self.submitter.add(key, request)
-        return cached
-
-    def collect(self, check, write_errors):
-        """Answers of the submitted batches, and the keys left without one."""
-        if self.submitter is not None:
-            self.jobs += self.submitter.flush()
-        if not self.jobs:
-            return {}, {}
-        answers, left_over, errors = self.batch.collect_batches(
-            self.jobs,
-            self.kinds,
-            client=self.annotator._get_client(),
-            store=self.store,
-            check=check,
-            usage=self.usage,
-            identity=self.identity,
-            settings=self.settings,
-            verbose=self.annotator.verbose,
-        )
-        write_errors.extend(errors)
-        return answers, left_over
-
-
 class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Ask an LLM for the candidate labels of each text (the CanDist teacher).
 
@@ -818,7 +747,13 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             write_errors.extend(result.write_errors)
 
         settings = self._batch_settings()
-        batches = _BatchRun(self, settings, usage, identity) if settings else None
+        batches = None
+        if settings is not None:
+            from .llm.batch import BatchJob
+
+            batches = BatchJob(
+                self._get_client, store, identity, settings, usage, self.verbose
+            )
         for plan, chunk_keys in self._chunks(all_texts):
             keys += chunk_keys
             requests = dict(zip(chunk_keys, plan))
@@ -827,8 +762,9 @@ class CandidateAnnotator(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
             else:
                 answers.update(batches.submit(requests))
         if batches is not None:
-            got, left_over = batches.collect(online["check"], write_errors)
+            got, left_over, errors = batches.collect(online["check"])
             answers.update(got)
+            write_errors.extend(errors)
             if left_over:
                 # Retried online, under the same failure policy as any request.
                 index = dict(zip(keys, range(len(keys))))

@@ -348,36 +348,14 @@ class FakeLLMServer:
             answered = lines[len(failing) : n]
         out, errors = [], []
         for line in answered:
-            endpoint = (
-                "chat" if line["url"].endswith("/chat/completions") else ("completions")
-            )
             with self._lock:
                 self.batch_requests.append(line["body"])
-            body = self._answer(line["body"], endpoint)
-            out.append(
-                {
-                    "id": f"response-{len(out)}",
-                    "custom_id": line["custom_id"],
-                    "response": {
-                        "status_code": 200,
-                        "request_id": f"req-{len(out)}",
-                        "body": body,
-                    },
-                    "error": None,
-                }
-            )
+            body = self._answer(line["body"], _line_endpoint(line))
+            out.append(_output_line(line, 200, body, f"response-{len(out)}"))
         for line in failing:
+            body = {"error": {"message": "injected line failure"}}
             errors.append(
-                {
-                    "id": f"response-error-{len(errors)}",
-                    "custom_id": line["custom_id"],
-                    "response": {
-                        "status_code": 500,
-                        "request_id": f"req-error-{len(errors)}",
-                        "body": {"error": {"message": "injected line failure"}},
-                    },
-                    "error": None,
-                }
+                _output_line(line, 500, body, f"response-error-{len(errors)}")
             )
         if self.batch_shuffle:
             random.Random(batch["id"]).shuffle(out)
@@ -701,6 +679,25 @@ def candidate_responder(answers, default="[]"):
     return respond
 
 
+def _line_endpoint(line):
+    """ "chat" or "completions": the endpoint a batch input line asks."""
+    return "chat" if line["url"].endswith("/chat/completions") else "completions"
+
+
+def _output_line(line, status, body, line_id):
+    """The Batch API output line answering input ``line``."""
+    return {
+        "id": line_id,
+        "custom_id": line["custom_id"],
+        "response": {
+            "status_code": status,
+            "request_id": f"req-{line_id}",
+            "body": body,
+        },
+        "error": None,
+    }
+
+
 def run_batch_file(input_path, output_path, respond=None):
     """Answer a batch input file offline, as ``vllm run-batch`` does.
 
@@ -722,21 +719,8 @@ def run_batch_file(input_path, output_path, respond=None):
             if not raw.strip():
                 continue
             line = json.loads(raw)
-            endpoint = (
-                "chat" if line["url"].endswith("/chat/completions") else ("completions")
-            )
-            rows.append(
-                {
-                    "id": f"vllm-{len(rows)}",
-                    "custom_id": line["custom_id"],
-                    "response": {
-                        "status_code": 200,
-                        "request_id": f"vllm-batch-{len(rows)}",
-                        "body": server._answer(line["body"], endpoint),
-                    },
-                    "error": None,
-                }
-            )
+            body = server._answer(line["body"], _line_endpoint(line))
+            rows.append(_output_line(line, 200, body, f"vllm-{len(rows)}"))
     with open(output_path, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")

@@ -38,9 +38,9 @@ __all__ = [
     "split_lines",
     "BatchSubmitter",
     "parse_results",
+    "BatchJob",
     "run_batches",
     "resumable_batches",
-    "submit_batches",
     "collect_batches",
     "write_batch_file",
     "read_batch_results",
@@ -309,15 +309,6 @@ def resumable_batches(store, identity, keys):
     ]
 
 
-def submit_batches(requests_by_key, *, client, store, identity, settings, usage):
-    """Upload and create batches for ``requests_by_key`` (recorded in
-    ``store`` the moment each exists); ``[(batch id, keys)]``."""
-    submitter = BatchSubmitter(client, store, identity, settings, usage)
-    for key, request in requests_by_key.items():
-        submitter.add(key, request)
-    return submitter.flush()
-
-
 def pending_error(jobs, identity):
     """The :class:`~skcandist.exceptions.BatchPendingError` of ``batch_wait=False``."""
     ids = [batch_id for batch_id, _ in jobs]
@@ -416,6 +407,89 @@ def kind_of(request):
     return {"endpoint": request["endpoint"], "logprobs": request.get("logprobs", False)}
 
 
+class BatchJob:
+    """One annotation call through the Batch API, fed chunk by chunk.
+
+    :meth:`submit` takes the cached answers of a chunk of requests, resumes the
+    recorded batches that answer the rest, and hands what is left to a
+    :class:`BatchSubmitter`; :meth:`collect` then polls every batch of the
+    call (:func:`collect_batches`).
+
+    Parameters
+    ----------
+    get_client : callable
+        Returns the ``openai`` client (called only when one is needed).
+    store : AnswerCache or None
+    identity : str
+    settings : BatchSettings
+    usage : skcandist.llm.requests.Usage
+    verbose : int, default=0
+    """
+
+    def __init__(self, get_client, store, identity, settings, usage, verbose=0):
+        self.get_client = get_client
+        self.store = store
+        self.identity = identity
+        self.settings = settings
+        self.usage = usage
+        self.verbose = verbose
+        self.jobs = []
+        self.kinds = {}
+        self.submitter = None
+
+    def submit(self, requests):
+        """Cached answers of ``requests``; submits (or resumes) the others."""
+        cached = self.store.get_many(requests) if self.store is not None else {}
+        self.usage.add(cache_hits=len(cached))
+        missing = {
+            k: r for k, r in requests.items() if k not in cached and k not in self.kinds
+        }
+        if not missing:
+            return cached
+        self.kinds.update((k, kind_of(r)) for k, r in missing.items())
+        known = {batch_id for batch_id, _ in self.jobs}
+        self.jobs += [
+            job
+            for job in resumable_batches(self.store, self.identity, missing)
+            if job[0] not in known
+        ]
+        covered = {k for _, keys in self.jobs for k in keys}
+        for key, request in missing.items():
+            if key in covered:
+                continue
+            if self.submitter is None:
+                self.submitter = BatchSubmitter(
+                    self.get_client(),
+                    self.store,
+                    self.identity,
+                    self.settings,
+                    self.usage,
+                )
+            self.submitter.add(key, request)
+        return cached
+
+    def collect(self, check, sleep=time.sleep):
+        """``(answers, left_over, write_errors)`` of the submitted batches, as
+        for :func:`run_batches`."""
+        if self.submitter is not None:
+            self.jobs += self.submitter.flush()
+            self.submitter = None
+        if not self.jobs:
+            return {}, {}, []
+        return collect_batches(
+            self.jobs,
+            self.kinds,
+            client=self.get_client(),
+            store=self.store,
+            check=check,
+            usage=self.usage,
+            identity=self.identity,
+            settings=self.settings,
+            verbose=self.verbose,
+            sleep=sleep,
+        )
+
+
 def run_batches(
     requests_by_key,
     *,
@@ -428,9 +502,9 @@ def run_batches(
     verbose=0,
     sleep=time.sleep,
 ):
-    """Answer ``requests_by_key`` (what the cache lacks) through the Batch API:
-    resume the recorded batches that answer some of them, submit the rest,
-    poll, store.
+    """Answer ``requests_by_key`` through the Batch API: take what the cache
+    holds, resume the recorded batches that answer some of the rest, submit
+    what is left, poll, store (a :class:`BatchJob` fed one chunk).
 
     Returns
     -------
@@ -445,36 +519,14 @@ def run_batches(
     Raises
     ------
     BatchPendingError
-        With ``settings.wait=False``, once the batches are submitted.
+        With ``settings.wait=False``, while batches are still running.
     EndpointError
         When the endpoint has no Batch API or refuses it.
     """
-    missing = dict(requests_by_key)
-    jobs = resumable_batches(store, identity, missing)
-    covered = {key for _, keys in jobs for key in keys}
-    todo = {k: r for k, r in missing.items() if k not in covered}
-    if todo:
-        jobs += submit_batches(
-            todo,
-            client=client,
-            store=store,
-            identity=identity,
-            settings=settings,
-            usage=usage,
-        )
-    kinds = {key: kind_of(request) for key, request in missing.items()}
-    return collect_batches(
-        jobs,
-        kinds,
-        client=client,
-        store=store,
-        check=check,
-        usage=usage,
-        identity=identity,
-        settings=settings,
-        verbose=verbose,
-        sleep=sleep,
-    )
+    job = BatchJob(lambda: client, store, identity, settings, usage, verbose)
+    answers = job.submit(dict(requests_by_key))
+    got, left_over, write_errors = job.collect(check, sleep=sleep)
+    return {**answers, **got}, left_over, write_errors
 
 
 def write_batch_file(requests, path):
