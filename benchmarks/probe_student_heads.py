@@ -51,6 +51,28 @@ SETTINGS = [
 QUICK_SETTINGS = [("trec", "tfidf", "default"), ("sms_spam", "embedding", "weak")]
 
 
+def load_setting(dataset, args):
+    """The train and test splits of ``dataset`` and their frozen embeddings."""
+    train = load_split(dataset, "train", args.n_train)
+    test = load_split(dataset, "test", args.n_test)
+    x_train = frozen_embeddings(train, args.n_train, cache_dir=args.cache_dir)
+    x_test = frozen_embeddings(test, args.n_test, cache_dir=args.cache_dir)
+    return train, test, x_train, x_test
+
+
+def teacher_and_peers(splits, seed, dataset, args, errors, profile):
+    """The simulated "all" teacher and the best single-label peers of the rule:
+    ``(candidates, single, best annotation, best test)``, as fractions."""
+    train, test, x_train, x_test = splits
+    teacher = bq._teacher_for(train, seed, dataset, args, errors, profile)
+    candidates, single = teacher["all"]
+    peers = bq._sklearn_baselines(single, x_train, x_test, train, test, seed)
+    teacher_acc = float(np.mean(np.asarray(train.classes)[single] == train.labels))
+    best_annotation = max(teacher_acc, *(p["annotation"] for p in peers.values()))
+    best_test = max(p["test"] for p in peers.values())
+    return candidates, single, best_annotation, best_test
+
+
 def run(seeds, heads, out, part, quick=False):
     # The sizes of the committed quality.md run (--n-test 1000; TREC has 500).
     args = bq.parse_args(["--n-test", "1000"])
@@ -62,21 +84,13 @@ def run(seeds, heads, out, part, quick=False):
         args.cache_dir = out / "cache"
     rows = []
     for dataset, errors, profile in settings:
-        train = load_split(dataset, "train", args.n_train)
-        test = load_split(dataset, "test", args.n_test)
-        x_train = frozen_embeddings(train, args.n_train, cache_dir=args.cache_dir)
-        x_test = frozen_embeddings(test, args.n_test, cache_dir=args.cache_dir)
+        splits = load_setting(dataset, args)
+        train, test, x_train, x_test = splits
         embed = bq._embedder((train, x_train), (test, x_test))
-        classes = np.asarray(train.classes)
         for seed in seeds:
-            teacher = bq._teacher_for(train, seed, dataset, args, errors, profile)
-            candidates, single = teacher["all"]
-            peers = bq._sklearn_baselines(single, x_train, x_test, train, test, seed)
-            teacher_acc = float(np.mean(classes[single] == train.labels))
-            best_annotation = max(
-                teacher_acc, *(p["annotation"] for p in peers.values())
+            candidates, single, best_annotation, best_test = teacher_and_peers(
+                splits, seed, dataset, args, errors, profile
             )
-            best_test = max(p["test"] for p in peers.values())
             for head in heads:
                 annotated = bq._annotated(train, candidates, single)
                 result, _ = bq.run_student(

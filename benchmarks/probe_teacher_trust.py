@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_quality as bq  # noqa: E402
-from _common import CACHE, RESULTS, frozen_embeddings, load_split  # noqa: E402
-from probe_student_heads import QUICK_SETTINGS, SETTINGS  # noqa: E402
+from _common import CACHE, RESULTS  # noqa: E402
+from probe_student_heads import (  # noqa: E402
+    QUICK_SETTINGS,
+    SETTINGS,
+    load_setting,
+    teacher_and_peers,
+)
 
 ALPHAS = [1, 1.5, 2, 3, 5, "inf"]
 
@@ -65,24 +69,15 @@ def run(seeds, out, quick=False):
         args.cache_dir = out / "cache"
     rows = []
     for dataset, errors, profile in settings:
-        train = load_split(dataset, "train", args.n_train)
-        test = load_split(dataset, "test", args.n_test)
-        x_train = frozen_embeddings(train, args.n_train, cache_dir=args.cache_dir)
-        x_test = frozen_embeddings(test, args.n_test, cache_dir=args.cache_dir)
+        splits = load_setting(dataset, args)
+        train, x_train = splits[0], splits[2]
         classes = list(train.classes)
         truth = np.array([classes.index(label) for label in train.labels])
         for seed in seeds:
-            teacher = bq._teacher_for(train, seed, dataset, args, errors, profile)
-            candidates, single = teacher["all"]
-            dense = candidates.toarray()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                peers = bq._sklearn_baselines(
-                    single, x_train, x_test, train, test, seed
-                )
-            best = max(
-                np.mean(single == truth), *(p["annotation"] for p in peers.values())
+            candidates, single, best, _ = teacher_and_peers(
+                splits, seed, dataset, args, errors, profile
             )
+            dense = candidates.toarray()
             tm = fit_teacher_model(x_train, dense, single, random_state=seed)
             margins, theta = _margins(tm, truth, best)
             row = {
