@@ -37,6 +37,8 @@ HEADS = {
     "default": {},
     "linear": {"hidden_size": 0},
     "dropout_0.3": {"dropout": 0.3},
+    # The paper's consistency means (App. A.2) instead of one over the batch.
+    "separate_means": {"consistency_means": "separate"},
 }
 SETTINGS = [
     (dataset, errors, profile)

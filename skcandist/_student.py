@@ -50,6 +50,7 @@ _PLAUSIBLE = 0.1
 # training texts at batch 32 are 513 steps) and the default run's (10 epochs of
 # 2,000 texts, 630 steps).
 _MIN_WARMUP_STEPS = 500
+_CONSISTENCY_MEANS = ("batch", "separate")
 
 
 def _softmax(logits):
@@ -288,9 +289,10 @@ class _RefineryNet(NeuralNet):
         if kind in ("candist", "proden"):
             q = self.targets_t[index].to(self.device)
             if kind == "candist":
+                groups = self.groups_t[index].to(self.device)
                 qhat, has = L.refinery_targets(
                     q,
-                    self.groups_t[index].to(self.device),
+                    groups,
                     self.predicted_t[index].to(self.device),
                     gamma=cfg["gamma"],
                     sharpen_selected=cfg["sharpen"],
@@ -300,15 +302,22 @@ class _RefineryNet(NeuralNet):
                 has = torch.ones(len(index), dtype=torch.bool, device=self.device)
             loss = (L.soft_cross_entropy(logits, qhat) * has).mean()
             if kind == "candist":
-                extra = self._extras(Xi, embeddings, logits, qhat, has)
+                extra = self._extras(Xi, embeddings, logits, qhat, has, groups)
         elif kind == "cc":
             loss = L.cc_loss(logits, cands).mean()
         elif kind == "lws":
             weights = L.lws_weights(self.probs_t[index].to(self.device), cands)
             loss = L.lws_loss(logits, cands, weights, cfg["lws_beta"]).mean()
         elif kind == "cavl":
-            target = L.cavl_targets(logits.detach(), cands)
-            loss = nn.functional.cross_entropy(logits, target)
+            # As in CAVL's original, a sample's first visit trains on the
+            # uniform target over its set; later visits on the largest class
+            # activation value inside it.
+            target = nn.functional.one_hot(
+                L.cavl_targets(logits.detach(), cands), cands.shape[1]
+            ).to(logits.dtype)
+            first = ~self.visited_t[index].to(self.device)
+            target[first] = L.uniform_targets(cands[first])
+            loss = L.soft_cross_entropy(logits, target).mean()
         else:  # "ce"
             loss = nn.functional.cross_entropy(
                 logits, self.single_t[index].to(self.device)
@@ -324,7 +333,7 @@ class _RefineryNet(NeuralNet):
         self.n_steps += 1
         return {"loss": loss, "y_pred": logits}
 
-    def _extras(self, Xi, embeddings, logits, qhat, has):
+    def _extras(self, Xi, embeddings, logits, qhat, has, groups):
         """eta * (consistency + mixup), App. A.2 of the paper."""
         cfg = self.refinery
         ramp = cfg["ramp_epochs"]
@@ -341,7 +350,13 @@ class _RefineryNet(NeuralNet):
             else:
                 aug_emb = embeddings
             logits_aug = self.module_.classify(aug_emb)
-            total = total + L.consistency_loss(logits_aug, logits, qhat, has).mean()
+            total = total + L.consistency_term(
+                logits_aug,
+                logits,
+                qhat,
+                groups,
+                separate_means=cfg["consistency_means"] == "separate",
+            )
         n_target = int(has.sum())
         if cfg["mixup"] and n_target > 1:
             rng = self.rng
@@ -454,6 +469,15 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         only), e.g. to rerun the paper's ablation. ``small_loss_selection=False``
         selects nothing; ``classwise_selection=False`` selects the fraction
         ``delta`` over all in-candidate samples at once.
+    consistency_means : {"batch", "separate"}, default="batch"
+        How the consistency term averages its two parts, CE against the target
+        on the in-candidate samples and KL between the views on the
+        out-of-candidate ones (:func:`skcandist.losses.consistency_term`).
+        "separate" is the paper's (App. A.2): one mean per part. "batch" takes
+        one mean over the batch, so that a handful of out-of-candidate samples
+        do not weigh as much as the rest of the batch;
+        ``benchmarks/probe_student_heads.py`` measured "separate" lower on
+        binary data (see its ``student_heads.md``).
     ramp_epochs : int, default=10
         The weight eta of the consistency and mixup terms rises linearly from 0
         to 1 over this many epochs: ``eta = min(1, (epoch - 1) / ramp_epochs)``,
@@ -565,6 +589,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         confident_targets=True,
         consistency=True,
         mixup=True,
+        consistency_means="batch",
         ramp_epochs=10,
         mixup_alpha=4.0,
         lws_beta=1.0,
@@ -600,6 +625,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         self.confident_targets = confident_targets
         self.consistency = consistency
         self.mixup = mixup
+        self.consistency_means = consistency_means
         self.ramp_epochs = ramp_epochs
         self.mixup_alpha = mixup_alpha
         self.lws_beta = lws_beta
@@ -654,6 +680,11 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             isinstance(self.lr, numbers.Real) and self.lr > 0
         ):
             raise InvalidInputError(f"lr must be a positive number, not {self.lr!r}.")
+        if self.consistency_means not in _CONSISTENCY_MEANS:
+            raise InvalidInputError(
+                "consistency_means must be 'batch' or 'separate', not "
+                f"{self.consistency_means!r}."
+            )
         if self.teacher_model not in _TEACHER_MODELS:
             raise InvalidInputError(
                 f"teacher_model must be 'em' or None, not {self.teacher_model!r}."
@@ -959,6 +990,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
                 "confident_targets": bool(self.confident_targets),
                 "consistency": bool(self.consistency),
                 "mixup": bool(self.mixup),
+                "consistency_means": self.consistency_means,
                 "ramp_epochs": self.ramp_epochs,
                 "mixup_alpha": self.mixup_alpha,
                 "lws_beta": self.lws_beta,

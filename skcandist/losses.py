@@ -36,6 +36,7 @@ __all__ = [
     "refinery_groups",
     "refinery_targets",
     "consistency_loss",
+    "consistency_term",
     "mixup",
     "cc_loss",
     "lws_weights",
@@ -298,6 +299,55 @@ def consistency_loss(logits_aug, logits, qhat, has_target):
     plain = F.softmax(logits.detach(), dim=1)
     kl = (plain * (torch.log(plain.clamp(min=_EPS)) - log_aug)).sum(dim=1)
     return torch.where(has_target, ce, kl)
+
+
+def consistency_term(logits_aug, logits, qhat, groups, *, separate_means=False):
+    """App. A.2's consistency terms for a batch: ``L_cr_in + L_cr_out``.
+
+    ``CE(p_aug, qhat)`` on the in-candidate samples (groups :data:`IN` and
+    :data:`SMALL_LOSS`), ``KL(p || p_aug)`` on the out-of-candidate ones
+    (:data:`CONFIDENT_OUT` and :data:`OUT`), as in the paper.
+
+    Parameters
+    ----------
+    logits_aug : torch.Tensor of shape (n, C)
+        The augmented view.
+    logits : torch.Tensor of shape (n, C)
+        The plain view (detached inside).
+    qhat : torch.Tensor of shape (n, C)
+        The targets of :func:`refinery_targets`.
+    groups : torch.LongTensor of shape (n,)
+        The codes of :func:`refinery_groups`.
+    separate_means : bool, default=False
+        True takes the paper's two means, one over each part (a part the batch
+        does not hold adds 0). False takes one mean over the batch, so each part
+        weighs by its share of the batch (the student's default,
+        ``consistency_means="batch"``).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+
+    Examples
+    --------
+    >>> z = torch.zeros(3, 2)
+    >>> qhat = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    >>> groups = torch.tensor([IN, SMALL_LOSS, OUT])
+    >>> consistency_term(z, z, qhat, groups)
+    tensor(0.4621)
+    >>> consistency_term(z, z, qhat, groups, separate_means=True)
+    tensor(0.6931)
+    """
+    inside = groups <= SMALL_LOSS
+    per_sample = consistency_loss(logits_aug, logits, qhat, inside)
+    if not separate_means:
+        return per_sample.mean()
+    total = per_sample.new_zeros(())
+    for rows in (inside, ~inside):
+        if rows.any():
+            total = total + per_sample[rows].mean()
+    return total
 
 
 def mixup(inputs, targets, omega, permutation):

@@ -127,6 +127,34 @@ def test_consistency_loss_is_kl_without_a_target_and_ce_with_one():
     assert plain.grad is None and logits_aug.grad.abs().sum() > 0
 
 
+def test_consistency_term_splits_d_in_and_d_out_as_the_paper():
+    """App. A.2: CE on the in-candidate rows, KL on the out-of-candidate rows
+    (D_hc among them); one mean over the batch, or the paper's two means."""
+    torch.manual_seed(0)
+    logits, logits_aug = torch.randn(5, 3), torch.randn(5, 3)
+    qhat = torch.softmax(torch.randn(5, 3), dim=1)
+    groups = torch.tensor([L.IN, L.SMALL_LOSS, L.CONFIDENT_OUT, L.OUT, L.OUT])
+    inside = torch.tensor([True, True, False, False, False])
+    ce = L.consistency_loss(logits_aug, logits, qhat, torch.ones(5, dtype=bool))
+    kl = L.consistency_loss(logits_aug, logits, qhat, torch.zeros(5, dtype=bool))
+    per_sample = torch.where(inside, ce, kl)  # D_hc (row 2) takes the KL
+    assert not torch.allclose(per_sample[2], ce[2], atol=1e-3)
+
+    def term(groups, **kwargs):
+        return L.consistency_term(logits_aug, logits, qhat, groups, **kwargs)
+
+    separate = term(groups, separate_means=True)
+    assert torch.allclose(separate, ce[inside].mean() + kl[~inside].mean(), atol=1e-6)
+    assert torch.allclose(term(groups), per_sample.mean(), atol=1e-6)
+    assert not torch.allclose(separate, per_sample.mean(), atol=1e-3)
+    # A batch with one part only: that part's mean, no empty-mean NaN.
+    for kwargs in ({}, {"separate_means": True}):
+        all_in = term(torch.zeros(5).long(), **kwargs)
+        assert torch.allclose(all_in, ce.mean(), atol=1e-6)
+        all_out = term(torch.full((5,), L.OUT), **kwargs)
+        assert torch.allclose(all_out, kl.mean(), atol=1e-6)
+
+
 def test_mixup_convex_combination():
     x = torch.tensor([[0.0, 2.0], [4.0, 6.0]])
     t = torch.eye(2)

@@ -790,6 +790,61 @@ def test_confident_out_of_candidate_predictions_are_one_hot_targets(monkeypatch)
     assert n_confident == sum(row["n_confident_out"] for row in clf.net_.history)
 
 
+@pytest.mark.parametrize("means", ["batch", "separate"])
+def test_the_student_passes_its_consistency_means_to_the_term(monkeypatch, means):
+    from skcandist import losses
+
+    real, seen = losses.consistency_term, []
+
+    def term(*args, **kwargs):
+        seen.append(kwargs["separate_means"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "consistency_term", term)
+    _fit(consistency_means=means, mixup=False)
+    assert seen and set(seen) == {means == "separate"}
+
+
+def test_an_unknown_consistency_means_is_refused():
+    with pytest.raises(InvalidInputError, match="consistency_means"):
+        _fit(consistency_means="mean")
+
+
+def test_cavl_trains_on_uniform_targets_at_a_first_visit(monkeypatch):
+    """CAVL as in its original: each sample's first visit (the first epoch)
+    trains on the uniform target over its set, later visits on the one-hot of
+    the largest class activation value inside the set."""
+    from skcandist import _student, losses
+
+    real_ce = losses.soft_cross_entropy
+    real_step = _student._RefineryNet.train_step_single
+    seen = []
+
+    def step(self, data, **kwargs):
+        seen.append({"index": data[0]["index"].clone(), "epoch": len(self.history)})
+        return real_step(self, data, **kwargs)
+
+    def cross_entropy(logits, targets):
+        seen[-1]["targets"] = targets.detach().clone()
+        return real_ce(logits, targets)
+
+    monkeypatch.setattr(_student._RefineryNet, "train_step_single", step)
+    monkeypatch.setattr(losses, "soft_cross_entropy", cross_entropy)
+    _fit(loss="cavl", max_epochs=3)
+    cands = torch.as_tensor(CANDS, dtype=torch.float32)
+    epochs = {batch["epoch"] for batch in seen}
+    assert epochs == {1, 2, 3}
+    for batch in seen:
+        sets = cands[batch["index"]]
+        if batch["epoch"] == 1:
+            assert torch.allclose(batch["targets"], sets / sets.sum(1, keepdim=True))
+        else:
+            targets = batch["targets"]
+            assert torch.equal(targets.sum(1), torch.ones(len(targets)))
+            assert ((targets == 0) | (targets == 1)).all()
+            assert (targets <= sets).all()
+
+
 def test_validation_rows_are_never_selected():
     # delta=1 selects every in-candidate sample, tau=0 makes every
     # out-of-candidate one confident: each epoch after the warm-up, the groups
