@@ -32,6 +32,17 @@ embeddings, trained on the current posterior of the other folds, so that a text'
 own (possibly wrong) target never shapes the prediction that judges it (the
 strength of confident learning, Northcutt et al., 2021).
 
+Those predictions were trained on noisy targets, so their confidence is not to
+be taken at face value. By default (``feature_view="lda"``) the last stage
+treats them as a second *generative* view: the out-of-fold log-probabilities of
+a text of class ``j`` are drawn from a Gaussian with mean ``mu_j`` and a
+covariance shared by the classes (linear discriminant analysis on the scores),
+with class shares ``pi``, fitted to the posterior of the last round; the
+posterior is then recomputed with these densities in place of the
+probabilities, so how far the classes' scores stand apart decides how much
+the features weigh against the teacher. ``feature_view="oof"`` keeps the
+out-of-fold probabilities as the prior (the posterior of the last round).
+
 :func:`fit_teacher_model` is used by :class:`skcandist.CanDistClassifier`
 (``teacher_model="em"``, the default): its posterior is the refinery's initial
 target and its re-normalisation weights.
@@ -163,12 +174,63 @@ def _out_of_fold(features, targets, n_splits, seed, **fit):
     return probs
 
 
+def _lda_scores(probs):
+    """The scores of the generative view: log-probabilities, centred per text
+    (binary: the one log-odds)."""
+    logp = np.log(np.clip(probs, 1e-9, 1.0))
+    if logp.shape[1] == 2:
+        return logp[:, 1:] - logp[:, :1]
+    return logp - logp.mean(axis=1, keepdims=True)
+
+
+def _lda_em(scores, posterior, roles, share, *, n_iter, shrinkage, tol=1e-6):
+    """EM of the latent-class model with Gaussian class-conditional scores.
+
+    Returns the posterior, the answer rates and the per-(text, class) log
+    density of the scores (up to a constant per text).
+    """
+    n, dim = scores.shape
+    log_density = None
+    for _ in range(n_iter):
+        weight = posterior.sum(axis=0)
+        pi = np.maximum(weight / n, 1e-12)
+        mu = (posterior.T @ scores) / np.maximum(weight, 1e-12)[:, None]
+        # The shared covariance: the posterior-weighted scatter around the means.
+        centred = scores.T @ scores - (mu.T * weight) @ mu
+        cov = centred / n
+        cov = (1.0 - shrinkage) * cov + shrinkage * np.eye(dim) * np.trace(cov) / dim
+        chol = np.linalg.cholesky(cov + 1e-9 * np.eye(dim))
+        # Mahalanobis distances through the Cholesky factor: |L^-1 (s - mu)|^2.
+        a = np.linalg.solve(chol, scores.T).T
+        b = np.linalg.solve(chol, mu.T).T
+        dist = (a**2).sum(1)[:, None] - 2.0 * a @ b.T + (b**2).sum(1)[None, :]
+        log_density = -0.5 * dist
+        mass = np.bincount(roles.ravel(), posterior.ravel(), minlength=_N_ROLES)
+        theta = mass / mass.sum()
+        likelihood = theta[roles] / share
+        log_post = (
+            np.log(pi)[None, :] + log_density + np.log(np.maximum(likelihood, 1e-12))
+        )
+        log_post -= log_post.max(axis=1, keepdims=True)
+        new = np.exp(log_post)
+        new /= new.sum(axis=1, keepdims=True)
+        change = np.abs(new - posterior).max()
+        posterior = new
+        if change < tol:
+            break
+    mass = np.bincount(roles.ravel(), posterior.ravel(), minlength=_N_ROLES)
+    return posterior, mass / mass.sum(), log_density
+
+
 def fit_teacher_model(
     features,
     candidates,
     primary=None,
     *,
     n_rounds=4,
+    feature_view="lda",
+    lda_iter=1,
+    lda_shrinkage=0.1,
     n_splits=5,
     primary_prior=2.0,
     outside_prior=0.1,
@@ -196,6 +258,22 @@ def fit_teacher_model(
     primary : array-like of shape (n_samples,), default=None
         The teacher's preferred label per text (-1 or None where unknown).
     n_rounds : int, default=4
+    feature_view : {"lda", "oof"}, default="lda"
+        How the out-of-fold predictions of the last round enter the posterior:
+        "lda" as scores with Gaussian class-conditional densities learnt with
+        the answer rates (see the module docstring), "oof" as the prior.
+    lda_iter : int, default=1
+        EM iterations of the "lda" stage (fewer where the posterior stops
+        changing). One fits the Gaussians and class shares to the posterior of
+        the last round and recomputes it: a calibration of the out-of-fold
+        scores against the answers. Run towards convergence, the mixture goes
+        on to split the scores along whatever structure they have, whether or
+        not it is the classes' (with scores that carry nothing, it then
+        overrules the teacher). ``benchmarks/probe_teacher_trust.py`` measures
+        1, 3, 10 and 100.
+    lda_shrinkage : float in [0, 1], default=0.1
+        Shrinkage of the shared covariance towards a multiple of the identity
+        (many classes, few texts per class).
     n_splits : int, default=5
         Folds of the out-of-fold predictions.
     primary_prior : float, default=2.0
@@ -242,6 +320,14 @@ def fit_teacher_model(
         )
     if not isinstance(n_rounds, (int, np.integer)) or n_rounds < 1:
         raise InvalidInputError(f"n_rounds must be an integer >= 1, not {n_rounds!r}.")
+    if feature_view not in ("lda", "oof"):
+        raise InvalidInputError(
+            f"feature_view must be 'lda' or 'oof', not {feature_view!r}."
+        )
+    if not 0.0 <= lda_shrinkage <= 1.0:
+        raise InvalidInputError(
+            f"lda_shrinkage must be in [0, 1], not {lda_shrinkage!r}."
+        )
     roles = answer_roles(cands, primary)
     # Classes sharing each role in each answer, (n, 4), then per (text, class).
     counts = np.stack([(roles == r).sum(axis=1) for r in range(_N_ROLES)], axis=1)
@@ -265,4 +351,14 @@ def fit_teacher_model(
         likelihood = theta[roles] / share
         posterior = probs * likelihood
         posterior /= posterior.sum(axis=1, keepdims=True)
+    if feature_view == "lda":
+        posterior, theta, _ = _lda_em(
+            _lda_scores(probs),
+            posterior,
+            roles,
+            share,
+            n_iter=lda_iter,
+            shrinkage=lda_shrinkage,
+        )
+        likelihood = theta[roles] / share
     return TeacherModel(posterior, likelihood, theta, probs, roles)

@@ -109,3 +109,64 @@ def test_bad_input(features, cands, match):
 def test_bad_rounds():
     with pytest.raises(InvalidInputError, match="n_rounds"):
         fit_teacher_model(np.zeros((20, 3)), np.ones((20, 2)), n_rounds=0)
+
+
+# ------------------------------------------------- the generative feature view
+def test_oof_view_is_the_last_rounds_prior_times_the_likelihood():
+    x, y = _blobs(separation=0.7, random_state=2)
+    cands = np.eye(2)[y]
+    cands[:100] = 1
+    model = fit_teacher_model(x, cands, y, random_state=0, feature_view="oof")
+    expected = model.oof_probs * model.likelihood
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.posterior, expected, atol=1e-12)
+    lda = fit_teacher_model(x, cands, y, random_state=0)
+    assert np.abs(lda.posterior - model.posterior).max() > 1e-3
+
+
+def test_lda_stage_learns_class_shares_and_means_from_unlabelled_scores():
+    """With answers that say nothing (every set holds both classes), the
+    posterior is the two-Gaussian mixture's: EM finds the 70/30 shares and the
+    Bayes labels of well-separated scores, from the scores alone."""
+    from skcandist.teacher_model import _lda_em, answer_roles
+
+    rng = np.random.RandomState(0)
+    y = (rng.rand(2000) < 0.3).astype(int)
+    scores = rng.normal(size=(2000, 1)) + np.where(y, 2.5, -2.5)[:, None]
+    roles = answer_roles(np.ones((2000, 2)))
+    share = np.full((2000, 2), 2)
+    start = np.full((2000, 2), 0.5)
+    start[:, 1] += 0.2 * np.sign(scores[:, 0])  # off the saddle point
+    start[:, 0] = 1.0 - start[:, 1]  # shares 58/42 at the start
+    post, theta, _ = _lda_em(scores, start, roles, share, n_iter=200, shrinkage=0.0)
+    assert abs(post[:, 1].mean() - 0.3) < 0.02
+    assert (post.argmax(axis=1) == y).mean() > 0.99
+    assert theta[OUTSIDE] == 0.0 and theta[SOLE] == 0.0
+
+
+def test_lda_stage_follows_the_teacher_where_the_scores_carry_nothing():
+    from skcandist.teacher_model import _lda_em, answer_roles
+
+    rng = np.random.RandomState(1)
+    y = rng.randint(0, 2, 500)
+    single = np.where(rng.rand(500) < 0.85, y, 1 - y)
+    cands = np.eye(2)[single]
+    roles = answer_roles(cands, single)
+    share = np.take_along_axis(
+        np.stack([(roles == r).sum(axis=1) for r in range(4)], axis=1), roles, axis=1
+    )
+    scores = rng.normal(size=(500, 1))  # independent of the class
+    start = 0.8 * cands + 0.1
+    post, theta, _ = _lda_em(scores, start, roles, share, n_iter=200, shrinkage=0.1)
+    assert (post.argmax(axis=1) == single).all()
+    assert theta[SOLE] > 0.8 and theta[OUTSIDE] < 0.2
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"feature_view": "gmm"}, "feature_view"), ({"lda_shrinkage": 1.5}, "shrinkage")],
+)
+def test_bad_feature_view_settings_are_refused(kwargs, match):
+    x, y = _blobs(n=40)
+    with pytest.raises(InvalidInputError, match=match):
+        fit_teacher_model(x, np.eye(2)[y], **kwargs)
