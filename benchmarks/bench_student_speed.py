@@ -20,7 +20,24 @@ Measured against the bare encoder (all-MiniLM-L6-v2, the student's default):
    actually encodes (the in-process embedding cache encodes each text once);
 
 3. fine-tune mode (``finetune=True``): the time of one epoch on a small
-   subsample, extrapolated to 1,000 texts.
+   subsample, extrapolated to 1,000 texts;
+
+4. the frozen-mode ratio of issue 12 (``--ratio-dataset``, TREC by default,
+   3,000 training texts): a default ``fit`` with an empty embedding cache over
+   the bare encoder pass of the same texts, both in one process, with the
+   fit's breakdown (the encoder pass inside it, the teacher model, the head's
+   training: the epochs' ``history[:, "dur"]`` and the whole ``partial_fit``),
+   the head's time per optimisation step, and the floor of that training: a
+   bare torch loop of the same head, the same epochs and steps, the row counts
+   of the three views (plain, consistency, mixup: the samples with a target,
+   read from the fit's history) in one pass, AdamW (fused where torch has it),
+   with torch's ``nn.Dropout`` and with the head's own training pass. Wall and
+   CPU seconds are both recorded: on a loaded machine they part.
+   ``--only-frozen-ratio`` runs this part alone and merges it into the existing
+   JSON and markdown; ``--ratio-label`` files the runs under a name (e.g. to
+   compare a copy of an older package, put first on ``PYTHONPATH``): runs of
+   the same label and the same ``_student.py`` add up, a changed file replaces
+   them.
 
 Every measurement runs in its own subprocess, so that its peak memory is its own
 and no cache or loaded model leaks between measurements. Torch runs with a fixed
@@ -214,11 +231,174 @@ def _grid_task(cfg):
     }
 
 
+def _clocked(func, *args, **kwargs):
+    """``func``'s value, wall seconds and CPU seconds of this process."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = func(*args, **kwargs)
+    return value, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _fused_adamw():
+    import torch
+
+    try:
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _head_floor(dim, n_classes, n, batch_size, view_rows, seed, own_pass):
+    """Seconds of a bare torch loop training the student's head.
+
+    ``view_rows[e]`` gives, for epoch ``e``, the rows of one step's pass for a
+    batch of ``b`` texts (the plain view only, or the three views). The loss is
+    a soft cross-entropy on every row; AdamW is fused where torch has it.
+    ``own_pass`` runs the head's ``classify`` (its training pass), else torch's
+    ``nn.Dropout`` layers in sequence.
+    """
+    import torch
+
+    from skcandist._student import _Head
+
+    torch.manual_seed(seed)
+    head = _Head(dim, n_classes)
+    head.train()
+    optimizer = torch.optim.AdamW(
+        head.parameters(), lr=3e-3, weight_decay=0.01, fused=_fused_adamw()
+    )
+    if own_pass:
+        forward = head.classify
+    else:
+
+        def forward(x):
+            return head.out(head.body(head.dropout(x)))
+
+    x_all = torch.randn(max(n, 3 * batch_size), dim)
+    q_all = torch.softmax(torch.randn(len(x_all), n_classes), dim=1)
+    sizes = [min(batch_size, n - start) for start in range(0, n, batch_size)]
+    wall = time.perf_counter()
+    for rows_of in view_rows:
+        for b in sizes:
+            rows = rows_of(b)
+            optimizer.zero_grad()
+            logits = forward(x_all[:rows])
+            loss = -(q_all[:rows] * torch.log_softmax(logits, dim=1)).sum(1).mean()
+            loss.backward()
+            optimizer.step()
+            loss.item()
+    return time.perf_counter() - wall
+
+
+def _frozen_ratio_task(cfg):
+    import hashlib
+
+    import skcandist
+    import skcandist._student as student_module
+    from skcandist.encoders import encode
+
+    package = Path(skcandist.__file__).resolve().parent
+    texts, _, classes, cands = _load(cfg["dataset"], cfg["n"], cfg["seed"])
+    load_start = os.getloadavg()[0]
+    _cold_encoder()
+    _, encoder_s, encoder_cpu_s = _clocked(encode, texts)
+    # The fit's parts, timed where _student calls them.
+    parts = {"encode": 0.0, "teacher": 0.0, "training": 0.0}
+    net_class = student_module._RefineryNet
+    real = {
+        "encode": student_module.encode,
+        "teacher": student_module.fit_teacher_model,
+        "training": net_class.partial_fit,
+    }
+
+    def timed(name):
+        def call(*args, **kwargs):
+            value, seconds, _ = _clocked(real[name], *args, **kwargs)
+            parts[name] += seconds
+            return value
+
+        return call
+
+    student_module.encode = timed("encode")
+    student_module.fit_teacher_model = timed("teacher")
+    net_class.partial_fit = timed("training")
+    _cold_encoder()
+    clf = _student(cfg)
+    try:
+        _, fit_s, fit_cpu_s = _clocked(clf.fit, texts, cands, classes=classes)
+    finally:
+        student_module.encode = real["encode"]
+        student_module.fit_teacher_model = real["teacher"]
+        net_class.partial_fit = real["training"]
+    history = clf.net_.history
+    durations = [row["dur"] for row in history]
+    steps_per_epoch = history[-1, "train_batch_count"]
+    steps = int(sum(history[:, "train_batch_count"]))
+    head_s = float(np.sum(durations))
+    # The floor: the fit's epochs, each step one pass over the rows of its views
+    # (the plain one alone while the extra terms weigh 0).
+    ramp, n = clf.ramp_epochs, len(texts)
+    view_rows = []
+    for epoch, row in enumerate(history, start=1):
+        eta = 1.0 if ramp <= 0 else min(1.0, (epoch - 1) / ramp)
+        extras = eta > 0 and (clf.consistency or clf.mixup)
+        share = (n - row["n_ignored"]) / n if clf.mixup else 0.0
+        view_rows.append(
+            (lambda b, c=clf.consistency, s=share: b * (1 + c) + round(b * s))
+            if extras
+            else (lambda b: b)
+        )
+    dim, n_classes = clf.n_features_in_, len(clf.classes_)
+    floors = {
+        name: _head_floor(
+            dim, n_classes, n, clf.batch_size, view_rows, cfg["seed"], own_pass
+        )
+        for name, own_pass in (("dropout", False), ("own_pass", True))
+    }
+    return {
+        "n": n,
+        "classes": n_classes,
+        "package": str(package),
+        "student_sha256": hashlib.sha256(
+            (package / "_student.py").read_bytes()
+        ).hexdigest()[:12],
+        "fused_adamw_available": _fused_adamw(),
+        "encoder_pass_s": encoder_s,
+        "encoder_pass_cpu_s": encoder_cpu_s,
+        "fit_cold_s": fit_s,
+        "fit_cold_cpu_s": fit_cpu_s,
+        "fit_ratio_to_encoder": fit_s / encoder_s,
+        "fit_encode_s": parts["encode"],
+        "fit_teacher_s": parts["teacher"],
+        "fit_training_s": parts["training"],
+        "fit_head_epochs_s": head_s,
+        "fit_other_s": fit_s - parts["encode"] - parts["teacher"] - parts["training"],
+        "epochs": len(durations),
+        "steps_per_epoch": int(steps_per_epoch),
+        "steps": steps,
+        "head_ms_per_step": 1e3 * head_s / steps,
+        "floor_head_s": floors["own_pass"],
+        "floor_head_dropout_s": floors["dropout"],
+        "floor_ms_per_step": 1e3 * floors["own_pass"] / steps,
+        "floor_dropout_ms_per_step": 1e3 * floors["dropout"] / steps,
+        "head_to_floor": head_s / floors["own_pass"],
+        # The ratio were the head's epochs at the floor, and with no head at all.
+        "ratio_at_floor": (fit_s - head_s + floors["own_pass"]) / encoder_s,
+        "ratio_without_head": (fit_s - parts["training"]) / encoder_s,
+        "mean_rows_per_step": float(
+            np.mean([rows(clf.batch_size) for rows in view_rows])
+        ),
+        "load_average_1min_start": load_start,
+        "load_average_1min_end": os.getloadavg()[0],
+    }
+
+
 TASKS = {
     "encode": _encode_task,
     "fit_predict": _fit_predict_task,
     "finetune": _finetune_task,
     "grid": _grid_task,
+    "frozen_ratio": _frozen_ratio_task,
 }
 
 
@@ -287,7 +467,112 @@ def _median(runs):
     return row
 
 
+_RATIO_KEYS = (
+    "encoder_pass_s",
+    "fit_cold_s",
+    "fit_ratio_to_encoder",
+    "fit_encode_s",
+    "fit_teacher_s",
+    "fit_training_s",
+    "fit_head_epochs_s",
+    "head_ms_per_step",
+    "floor_ms_per_step",
+    "floor_dropout_ms_per_step",
+    "head_to_floor",
+    "ratio_at_floor",
+    "ratio_without_head",
+    "encoder_pass_cpu_s",
+    "fit_cold_cpu_s",
+    "load_average_1min_start",
+    "load_average_1min_end",
+)
+
+
+def _ratio_summary(runs):
+    """The median of each measurement over the runs of one label."""
+    summary = {key: float(np.median([run[key] for run in runs])) for key in _RATIO_KEYS}
+    first = runs[0]
+    summary.update(
+        runs=len(runs),
+        student_sha256=first["student_sha256"],
+        package=first["package"],
+        steps=first["steps"],
+        epochs=first["epochs"],
+        mean_rows_per_step=first["mean_rows_per_step"],
+    )
+    return summary
+
+
+def _merge_ratio(results, previous, label, runs, cfg):
+    """File ``runs`` under ``label`` and the thread count, next to ``previous``
+    labels' (a JSON's ``frozen_ratio``): runs of the same ``_student.py`` add
+    up, others go."""
+    section = dict(previous or {})
+    section.pop("threads", None)
+    labels = dict(section.get("labels", {}))
+    threads = cfg["threads"]
+    label = f"{label}, {threads} thread{'s' if threads > 1 else ''}"
+    old = labels.get(label, {}).get("runs", [])
+    sha = runs[0]["student_sha256"]
+    kept = [run for run in old if run["student_sha256"] == sha]
+    merged = kept + runs
+    labels[label] = {"median": _ratio_summary(merged), "runs": merged}
+    section.update(dataset=cfg["dataset"], n=cfg["n"], seed=cfg["seed"], labels=labels)
+    results["frozen_ratio"] = section
+    return results
+
+
+def _ratio_markdown(section):
+    lines = [
+        f"### Frozen encoder in one process: fit / bare encoder pass "
+        f"({section['dataset']}, {section['n']} training texts, default "
+        "parameters)",
+        "",
+        "| label, torch threads | _student.py | runs | encoder pass s "
+        "| fit s (cold cache) "
+        "| fit / encoder | in fit: encoder s / teacher model s / training s "
+        "(head epochs s) | head ms / step | floor ms / step (head's pass / "
+        "nn.Dropout) | head / floor | fit / encoder at the floor | fit / encoder "
+        "without the head | CPU s (encoder / fit) | load average (start / end) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, entry in section["labels"].items():
+        m = entry["median"]
+        lines.append(
+            f"| {label} | {m['student_sha256']} | {m['runs']} | "
+            f"{m['encoder_pass_s']:.2f} | {m['fit_cold_s']:.2f} | "
+            f"{m['fit_ratio_to_encoder']:.2f} | {m['fit_encode_s']:.2f} / "
+            f"{m['fit_teacher_s']:.2f} / {m['fit_training_s']:.2f} "
+            f"({m['fit_head_epochs_s']:.2f}) | {m['head_ms_per_step']:.2f} | "
+            f"{m['floor_ms_per_step']:.2f} / {m['floor_dropout_ms_per_step']:.2f} | "
+            f"{m['head_to_floor']:.2f} | {m['ratio_at_floor']:.2f} | "
+            f"{m['ratio_without_head']:.2f} | {m['encoder_pass_cpu_s']:.2f} / "
+            f"{m['fit_cold_cpu_s']:.2f} | {m['load_average_1min_start']:.1f} / "
+            f"{m['load_average_1min_end']:.1f} |"
+        )
+    some = next(iter(section["labels"].values()))["median"]
+    lines += [
+        "",
+        f"Medians over the runs of each label. The head trains {some['epochs']} "
+        f"epochs, {some['steps']} optimisation steps; the floor is a bare torch "
+        "loop of the same head over the same steps, each one pass over the rows "
+        "of the step's views (the plain one in the first epoch, then plain + "
+        "consistency + the mixed rows of the samples with a target: "
+        f"{some['mean_rows_per_step']:.0f} rows per full batch on average), a "
+        "soft cross-entropy and AdamW (fused where torch has it), through the "
+        "head's own training pass or torch's nn.Dropout. 'fit / encoder at the "
+        "floor' replaces the head epochs by the floor; 'without the head' drops "
+        "the whole training. CPU seconds are the process's (at most threads x "
+        "wall); the load average is the machine's, this process's threads "
+        "included.",
+    ]
+    return lines
+
+
 def markdown(results):
+    if "sizes" not in results:
+        section = results.get("frozen_ratio")
+        return "\n".join(_ratio_markdown(section) if section else []) + "\n"
     lines = [
         f"Student speed on CPU: {results['dataset']} training texts, encoder "
         f"{results['encoder']}, torch threads {results['threads']}, "
@@ -345,6 +630,8 @@ def markdown(results):
             f"{f['epoch_ratio_to_encoder']:.1f} | {f['fit_s']:.2f} | "
             f"{f['peak_rss_mb']:.0f} |",
         ]
+    if results.get("frozen_ratio"):
+        lines += ["", *_ratio_markdown(results["frozen_ratio"])]
     return "\n".join(lines) + "\n"
 
 
@@ -403,6 +690,17 @@ def main(argv=None):
     parser.add_argument("--grid-size", type=int, default=1000)
     parser.add_argument("--finetune-size", type=int, default=200)
     parser.add_argument("--out-dir", default=str(RESULTS))
+    parser.add_argument(
+        "--only-frozen-ratio",
+        action="store_true",
+        help="run only the frozen-mode ratio (part 4); merge it into the "
+        "existing JSON and markdown",
+    )
+    parser.add_argument(
+        "--ratio-label", default="current", help="name the ratio's runs go under"
+    )
+    parser.add_argument("--ratio-dataset", default="trec")
+    parser.add_argument("--ratio-size", type=int, default=3000)
     parser.add_argument("--worker", choices=sorted(TASKS), help=argparse.SUPPRESS)
     parser.add_argument("--worker-config", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -412,6 +710,33 @@ def main(argv=None):
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import environment
+
+    out = Path(args.out_dir)
+    ratio_cfg = {
+        "dataset": args.ratio_dataset,
+        "n": args.ratio_size,
+        "seed": args.seed,
+        "threads": args.threads,
+    }
+    if args.quick:
+        ratio_cfg["n"] = 200
+
+    def frozen_ratio(results, previous):
+        print(f"frozen-mode ratio ({args.ratio_label}) ...", flush=True)
+        runs = [run_task("frozen_ratio", ratio_cfg) for _ in range(args.repeats)]
+        return _merge_ratio(results, previous, args.ratio_label, runs, ratio_cfg)
+
+    if args.only_frozen_ratio:
+        path = out / "student_speed.json"
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results = frozen_ratio(results, results.get("frozen_ratio"))
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        table = markdown(results)
+        (out / "student_speed.md").write_text(table)
+        print(table)
+        print(f"written to {out}")
+        return
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     grid_n, finetune_n, grid_epochs = args.grid_size, args.finetune_size, 10
@@ -465,9 +790,15 @@ def main(argv=None):
     tune["epoch_s_per_1k_texts"] = tune["epoch_s"] * 1000 / tune["n"]
     tune["epoch_ratio_to_encoder"] = tune["epoch_s"] / tune["encoder_pass_s"]
     results["finetune"] = tune
+    previous = out / "student_speed.json"
+    previous = (
+        json.loads(previous.read_text()).get("frozen_ratio")
+        if previous.exists() and not args.quick
+        else None
+    )
+    results = frozen_ratio(results, previous)
     results["load_average_1min_end"] = os.getloadavg()[0]
 
-    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "student_speed.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

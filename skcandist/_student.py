@@ -3,14 +3,17 @@
 The estimator is a thin scikit-learn shell. ``fit`` validates the texts and the
 candidate sets, turns the texts into encoder inputs (cached frozen embeddings, or
 token ids when the encoder is fine-tuned) and trains a private skorch
-:class:`~skorch.NeuralNet` subclass, :class:`_RefineryNet`, which overrides two
-narrow hooks only:
+:class:`~skorch.NeuralNet` subclass, :class:`_RefineryNet`, which overrides
+skorch's narrow hooks only:
 
 - ``on_epoch_begin``: once per epoch, the refinery's selection (Eqs. 2-4 via
-  :func:`skcandist.losses.refinery_groups`);
+  :func:`skcandist.losses.refinery_groups`) and every sample's target of Eq. 5;
 - ``train_step_single``: the loss of the chosen ``loss`` on a batch, with the
-  second (augmented or dropout) view and mixup of encoder embeddings, and the
-  update of the per-sample target buffer (Eq. 1).
+  second (augmented or dropout) view and mixup of encoder embeddings (one pass
+  of the head for all three on frozen embeddings);
+- ``on_epoch_end``: the re-normalised targets (Eq. 1) of the samples the epoch
+  trained on, from their latest predictions;
+- ``get_iterator``: mini-batches sliced from whole tensors.
 
 The losses themselves are pure functions in :mod:`skcandist.losses`.
 """
@@ -64,6 +67,20 @@ def _cuda_devices():
     return []
 
 
+def _autocast_dtype(device, enabled=True):
+    """The dtype of a training step's mixed precision on ``device``, or None.
+
+    bfloat16 on a CUDA GPU that has it, float16 (with a gradient scaler) on
+    one that does not; None, full precision, on any other device or where
+    ``enabled`` is False.
+    """
+    if not enabled or device is None or torch.device(device).type != "cuda":
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def _available_device(device):
     """``device``, or "cpu" (with a warning) where it does not exist here."""
     name = str(device)
@@ -104,7 +121,43 @@ class _Head(nn.Module):
         return x_aug if augmented else x
 
     def classify(self, embeddings):
+        if self.training and embeddings.device.type == "cpu":
+            return self._classify_cpu_training(embeddings)
         return self.out(self.body(self.dropout(embeddings)))
+
+    def _classify_cpu_training(self, embeddings):
+        """``classify`` in training on the CPU: both dropout masks in one draw.
+
+        The CPU's dropout (``bernoulli_``) costs more than the head's layers on
+        a training batch. Here one ``torch.rand`` draw of the global generator
+        gives the masks of both dropout layers: a unit is kept where its uniform
+        is at least ``p``, with probability ``1 - p`` (to float resolution), as
+        in ``nn.Dropout``, and the kept units are scaled by ``1 / (1 - p)``.
+        Only the random stream differs from ``nn.Dropout``'s.
+        """
+        hidden = isinstance(self.body, nn.Sequential)
+        layers = [(self.dropout.p, embeddings.shape[1])]
+        if hidden:
+            layers.append((self.body[2].p, self.body[0].out_features))
+        if not all(0 <= p < 1 for p, _ in layers):
+            return self.out(self.body(self.dropout(embeddings)))
+        width = sum(size for p, size in layers if p > 0)
+        noise = torch.rand(len(embeddings), width) if width else None
+        start = 0
+
+        def drop(values, p):
+            nonlocal start
+            if p == 0:
+                return values
+            stop = start + values.shape[1]
+            kept = (noise[:, start:stop] >= p) * (1.0 / (1.0 - p))
+            start = stop
+            return values * kept
+
+        values = drop(embeddings, layers[0][0])
+        if hidden:
+            values = drop(self.body[1](self.body[0](values)), layers[1][0])
+        return self.out(values)
 
     def forward(self, x=None, **kwargs):
         return self.classify(self.embed(x=x, **kwargs))
@@ -197,15 +250,18 @@ class _TensorBatches:
         return -(-self.n // self.batch_size)
 
     def __iter__(self):
-        order = (
-            torch.randperm(self.n, generator=self.generator) if self.shuffle else None
-        )
+        X, y = self.X, self.y
+        if self.shuffle:
+            # One gather of the whole data per pass; the batches are then
+            # slices of it (views), not a gather each.
+            order = torch.randperm(self.n, generator=self.generator)
+            X = {k: v[order] for k, v in X.items()}
+            y = None if y is None else y[order]
+        trim = any(k in X for k in _TOKEN_INPUTS)
         for start in range(0, self.n, self.batch_size):
-            stop = min(start + self.batch_size, self.n)
-            rows = order[start:stop] if order is not None else slice(start, stop)
-            Xb = _trim_padding({k: v[rows] for k, v in self.X.items()})
-            yb = None if self.y is None else self.y[rows]
-            yield Xb, yb
+            rows = slice(start, min(start + self.batch_size, self.n))
+            Xb = {k: v[rows] for k, v in X.items()}
+            yield (_trim_padding(Xb) if trim else Xb), (None if y is None else y[rows])
 
 
 class _RefineryNet(NeuralNet):
@@ -219,7 +275,13 @@ class _RefineryNet(NeuralNet):
     prediction of each sample),
     ``groups_t`` / ``predicted_t`` (the refinery's epoch-wise selection),
     ``visited_t`` (samples trained on so far), ``rng`` (mixup draws) and
-    ``refinery`` (a dict of the estimator's loss settings).
+    ``refinery`` (a dict of the estimator's loss settings). Set each epoch (and
+    dropped at the end of training): ``qhat_t`` / ``has_t`` (the targets of
+    Eq. 5 and whether a sample has one) and ``fresh_t`` (the samples trained on
+    in this epoch, whose targets q are re-normalised at its end).
+
+    A training step runs the head once over all of its views (the plain
+    one, the consistency term's and the mixed rows; see ``train_step_single``).
     """
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
@@ -244,9 +306,62 @@ class _RefineryNet(NeuralNet):
                 confident_targets=cfg["confident_targets"],
             )
         self.groups_t, self.predicted_t = groups, predicted
+        if cfg["loss"] == "candist":
+            # Each training row comes once per epoch (_TensorBatches passes a
+            # permutation), and its target q changes only at its own step (the
+            # re-normalisation, deferred to on_epoch_end): a row's targets of
+            # Eq. 5 are the same at its step as now, taken here for all rows.
+            self.qhat_t, self.has_t = L.refinery_targets(
+                self.targets_t,
+                groups,
+                predicted,
+                gamma=cfg["gamma"],
+                sharpen_selected=cfg["sharpen"],
+            )
+        # The rows trained on in this epoch, re-normalised at its end.
+        self.fresh_t = torch.zeros(n, dtype=torch.bool)
         self.history.record("n_selected", int((groups == L.SMALL_LOSS).sum()))
         self.history.record("n_confident_out", int((groups == L.CONFIDENT_OUT).sum()))
         self.history.record("n_ignored", int((groups == L.OUT).sum()))
+
+    def on_epoch_end(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        # Eq. 1 for the rows of this epoch's steps, from their latest
+        # predictions: row by row what each step would have written.
+        if self.refinery["renormalize"]:
+            fresh = torch.nonzero(self.fresh_t).squeeze(1)
+            self.targets_t[fresh] = L.renormalize(
+                self.probs_t[fresh], self.weights_t[fresh]
+            )
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        for name in ("qhat_t", "has_t", "fresh_t"):
+            self.__dict__.pop(name, None)
+        super().on_train_end(net, X, y, **kwargs)
+
+    _FUSED_ADAMW = {}  # device type -> whether AdamW(fused=True) runs there
+
+    @classmethod
+    def fused_adamw(cls, device):
+        """Whether AdamW's fused kernel runs on ``device``.
+
+        It does on CUDA, and on the CPU from torch 2.4 on, where it is faster
+        than the default (single-tensor) loop on a head's small tensors; the
+        update is AdamW's, up to float rounding. Probed once per device type
+        on a one-element parameter; ``device=None`` (skorch's "do not move")
+        is the CPU, where the module is built.
+        """
+        device = "cpu" if device is None else device
+        kind = torch.device(device).type
+        if kind not in cls._FUSED_ADAMW:
+            try:
+                param = torch.zeros(1, device=device, requires_grad=True)
+                torch.optim.AdamW([param], fused=True)
+                ok = True
+            except (RuntimeError, ValueError, TypeError, AssertionError):
+                ok = False
+            cls._FUSED_ADAMW[kind] = ok
+        return cls._FUSED_ADAMW[kind]
 
     def _warmed_up(self, epoch):
         """Whether selection runs in ``epoch`` (1-based): see ``warmup_epochs``."""
@@ -275,98 +390,175 @@ class _RefineryNet(NeuralNet):
         cands = y_true.to(y_pred.device).float()
         return L.cc_loss(y_pred, cands).mean()
 
+    def train_step(self, batch, **fit_params):
+        # float16 steps go through a gradient scaler, which steps the optimizer
+        # itself (it takes no closure); otherwise skorch's own step.
+        scaler = getattr(self, "grad_scaler", None)
+        if scaler is None:
+            return super().train_step(batch, **fit_params)
+        from skorch.utils import TeeGenerator
+
+        self._zero_grad_optimizer()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify(
+            "on_grad_computed",
+            named_parameters=TeeGenerator(self.get_all_learnable_params()),
+            batch=batch,
+            training=True,
+        )
+        for name in self._optimizers:
+            scaler.step(getattr(self, name + "_"))
+        scaler.update()
+        return step
+
+    def _autocast(self):
+        """The step's mixed-precision context (see ``mixed_precision``)."""
+        dtype = self.refinery.get("amp_dtype")
+        device = "cpu" if self.device is None else self.device
+        return torch.autocast(
+            torch.device(device).type, dtype=dtype, enabled=dtype is not None
+        )
+
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        Xi = {k: v.to(self.device) for k, v in Xi.items()}
-        cfg = self.refinery
+        # The per-sample buffers stay on the CPU; they are indexed by the
+        # batch's rows before the inputs move to the device (no copy on a CPU).
         index = Xi["index"].cpu()
-        cands = yi.to(self.device).float()
-        embeddings = self.module_.embed(**Xi)
-        logits = self.module_.classify(embeddings)
-        kind = cfg["loss"]
-        extra = None
-        if kind in ("candist", "proden"):
-            q = self.targets_t[index].to(self.device)
-            if kind == "candist":
-                groups = self.groups_t[index].to(self.device)
-                qhat, has = L.refinery_targets(
-                    q,
-                    groups,
-                    self.predicted_t[index].to(self.device),
-                    gamma=cfg["gamma"],
-                    sharpen_selected=cfg["sharpen"],
-                )
+        # device=None: skorch moves nothing (the module is built on the CPU).
+        on_cpu = self.device is None or torch.device(self.device).type == "cpu"
+        if not on_cpu:
+            Xi = {k: v.to(self.device) for k, v in Xi.items()}
+            yi = yi.to(self.device)
+
+        def rows(buffer):
+            return buffer[index] if on_cpu else buffer[index].to(self.device)
+
+        cfg = self.refinery
+        cands = yi.float()
+        with self._autocast():
+            embeddings = self.module_.embed(**Xi)
+            kind = cfg["loss"]
+            extra = None
+            if kind in ("candist", "proden"):
+                views = None
+                if kind == "candist":
+                    groups = rows(self.groups_t)
+                    qhat, has = rows(self.qhat_t), rows(self.has_t)
+                    views = self._extra_views(Xi, embeddings, qhat, has)
+                else:
+                    qhat = rows(self.targets_t)
+                    has = torch.ones(len(index), dtype=torch.bool, device=qhat.device)
+                if views is None:
+                    logits = self.module_.classify(embeddings)
+                else:
+                    # One pass of the head for every view: the plain one, the
+                    # consistency term's and the mixed one, split afterwards. The
+                    # head treats each row on its own (dropout draws per row), so
+                    # this is the separate passes' computation in one batch.
+                    inputs = [embeddings, *views["inputs"]]
+                    sizes = [len(part) for part in inputs]
+                    every = self.module_.classify(torch.cat(inputs))
+                    logits, *view_logits = every.split(sizes)
+                loss = (L.soft_cross_entropy(logits, qhat) * has).mean()
+                if views is not None:
+                    extra = self._extras(views, view_logits, logits, qhat, groups)
             else:
-                qhat = q
-                has = torch.ones(len(index), dtype=torch.bool, device=self.device)
-            loss = (L.soft_cross_entropy(logits, qhat) * has).mean()
-            if kind == "candist":
-                extra = self._extras(Xi, embeddings, logits, qhat, has, groups)
-        elif kind == "cc":
-            loss = L.cc_loss(logits, cands).mean()
-        elif kind == "lws":
-            weights = L.lws_weights(self.probs_t[index].to(self.device), cands)
-            loss = L.lws_loss(logits, cands, weights, cfg["lws_beta"]).mean()
-        elif kind == "cavl":
-            # As in CAVL's original, a sample's first visit trains on the
-            # uniform target over its set; later visits on the largest class
-            # activation value inside it.
-            target = nn.functional.one_hot(
-                L.cavl_targets(logits.detach(), cands), cands.shape[1]
-            ).to(logits.dtype)
-            first = ~self.visited_t[index].to(self.device)
-            target[first] = L.uniform_targets(cands[first])
-            loss = L.soft_cross_entropy(logits, target).mean()
-        else:  # "ce"
-            loss = nn.functional.cross_entropy(
-                logits, self.single_t[index].to(self.device)
-            )
-        if extra is not None:
-            loss = loss + extra
-        loss.backward()
-        probs = torch.softmax(logits.detach(), dim=1).cpu()
+                logits = self.module_.classify(embeddings)
+                if kind == "cc":
+                    loss = L.cc_loss(logits, cands).mean()
+                elif kind == "lws":
+                    weights = L.lws_weights(rows(self.probs_t), cands)
+                    loss = L.lws_loss(logits, cands, weights, cfg["lws_beta"]).mean()
+                elif kind == "cavl":
+                    # As in CAVL's original, a sample's first visit trains on the
+                    # uniform target over its set; later visits on the largest class
+                    # activation value inside it.
+                    target = nn.functional.one_hot(
+                        L.cavl_targets(logits.detach(), cands), cands.shape[1]
+                    ).to(logits.dtype)
+                    first = ~rows(self.visited_t)
+                    target[first] = L.uniform_targets(cands[first])
+                    loss = L.soft_cross_entropy(logits, target).mean()
+                else:  # "ce"
+                    loss = nn.functional.cross_entropy(logits, rows(self.single_t))
+            if extra is not None:
+                loss = loss + extra
+        scaler = getattr(self, "grad_scaler", None)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        probs = torch.softmax(logits.detach().float(), dim=1)
+        if not on_cpu:
+            probs = probs.cpu()
         self.probs_t[index] = probs
         self.visited_t[index] = True
         if cfg["renormalize"]:
-            self.targets_t[index] = L.renormalize(probs, self.weights_t[index])
+            self.fresh_t[index] = True  # re-normalised at the epoch's end
         self.n_steps += 1
         return {"loss": loss, "y_pred": logits}
 
-    def _extras(self, Xi, embeddings, logits, qhat, has, groups):
-        """eta * (consistency + mixup), App. A.2 of the paper."""
+    def _extra_views(self, Xi, embeddings, qhat, has):
+        """The inputs of the consistency and mixup views, or None (no term).
+
+        A dict: ``eta`` (the terms' weight, App. A.2), ``inputs`` (the
+        embeddings of the consistency view, then the mixed ones, each present
+        when its term runs), ``consistency`` and ``mixed_q`` (the mixed targets,
+        or None).
+        """
         cfg = self.refinery
         ramp = cfg["ramp_epochs"]
         epoch = len(self.history)
         eta = 1.0 if ramp <= 0 else min(1.0, (epoch - 1) / ramp)
         if eta <= 0 or not (cfg["consistency"] or cfg["mixup"]):
             return None
-        total = logits.new_zeros(())
+        inputs = []
         if cfg["consistency"]:
             if cfg["has_augmented"]:
-                aug_emb = self.module_.embed(augmented=True, **Xi)
+                inputs.append(self.module_.embed(augmented=True, **Xi))
             elif cfg["finetune"]:
-                aug_emb = self.module_.embed(**Xi)
+                # A second pass of the encoder, with its own dropout.
+                inputs.append(self.module_.embed(**Xi))
             else:
-                aug_emb = embeddings
-            logits_aug = self.module_.classify(aug_emb)
-            total = total + L.consistency_term(
-                logits_aug,
-                logits,
-                qhat,
-                groups,
-                separate_means=cfg["consistency_means"] == "separate",
-            )
+                # The same embeddings: the head's dropout makes the view.
+                inputs.append(embeddings)
+        mixed_q = None
         n_target = int(has.sum())
         if cfg["mixup"] and n_target > 1:
             rng = self.rng
             omega = float(rng.beta(cfg["mixup_alpha"], cfg["mixup_alpha"]))
             omega = max(omega, 1.0 - omega)
-            perm = torch.as_tensor(rng.permutation(n_target), device=logits.device)
-            mixed, mixed_q = L.mixup(embeddings[has], qhat[has], omega, perm)
-            mix_logits = self.module_.classify(mixed)
-            total = total + L.soft_cross_entropy(mix_logits, mixed_q).mean()
-        return eta * total
+            perm = torch.as_tensor(rng.permutation(n_target), device=qhat.device)
+            target_rows, target_q = embeddings, qhat
+            if n_target < len(has):
+                target_rows, target_q = embeddings[has], qhat[has]
+            mixed, mixed_q = L.mixup(target_rows, target_q, omega, perm)
+            inputs.append(mixed)
+        if not inputs:
+            return None
+        return {
+            "eta": eta,
+            "inputs": inputs,
+            "consistency": bool(cfg["consistency"]),
+            "mixed_q": mixed_q,
+        }
+
+    def _extras(self, views, view_logits, logits, qhat, groups):
+        """eta * (consistency + mixup), App. A.2 of the paper, on the logits of
+        the views of :meth:`_extra_views` (in their order)."""
+        cfg = self.refinery
+        view_logits = list(view_logits)
+        total = logits.new_zeros(())
+        if views["consistency"]:
+            total = total + L.consistency_term(
+                view_logits.pop(0),
+                logits,
+                qhat,
+                groups,
+                separate_means=cfg["consistency_means"] == "separate",
+            )
+        if views["mixed_q"] is not None:
+            mixed = view_logits.pop(0)
+            total = total + L.soft_cross_entropy(mixed, views["mixed_q"]).mean()
+        return views["eta"] * total
 
 
 def _check_matrix(y, n_texts):
@@ -521,6 +713,10 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         Seeds the weights, dropout, shuffling and mixup: same data, parameters
         and seed give the same predictions on CPU.
     device : str, default="cpu"
+    mixed_precision : bool, default=True
+        On a CUDA device, train under :func:`torch.autocast`: bfloat16 where
+        the GPU supports it, else float16 with a gradient scaler. Ignored on
+        any other device (the CPU trains in full precision).
     verbose : int, default=0
         1 prints skorch's per-epoch log.
 
@@ -601,6 +797,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         callbacks=None,
         random_state=0,
         device="cpu",
+        mixed_precision=True,
         verbose=0,
     ):
         self.loss = loss
@@ -637,6 +834,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         self.callbacks = callbacks
         self.random_state = random_state
         self.device = device
+        self.mixed_precision = mixed_precision
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
@@ -866,6 +1064,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             criterion=nn.CrossEntropyLoss,
             optimizer=torch.optim.AdamW,
             optimizer__weight_decay=self.weight_decay,
+            optimizer__fused=_RefineryNet.fused_adamw(self.device),
             lr=lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
@@ -996,7 +1195,14 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
                 "lws_beta": self.lws_beta,
                 "has_augmented": augmented is not None,
                 "finetune": bool(self.finetune),
+                "amp_dtype": _autocast_dtype(self.device, self.mixed_precision),
             }
+            # float16 needs its gradients scaled; bfloat16 does not.
+            net.grad_scaler = (
+                torch.amp.GradScaler("cuda")
+                if net.refinery["amp_dtype"] == torch.float16
+                else None
+            )
             if self.loss == "lws":
                 # LWS starts from uniform weights inside and outside each set.
                 net.probs_t = L.uniform_targets(torch.ones_like(cands_t))
@@ -1032,6 +1238,7 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
             "predicted_t",
             "visited_t",
             "rng",
+            "grad_scaler",
         ):
             if name in net.__dict__:
                 delattr(net, name)

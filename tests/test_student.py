@@ -946,3 +946,463 @@ def test_finetune_runs_consistency_and_mixup(monkeypatch):
     plain = CanDistClassifier(**params, consistency=False, mixup=False)
     plain.fit(TEXTS, CANDS, classes=CLASSES)
     assert np.abs(extras.predict_proba(TEXTS) - plain.predict_proba(TEXTS)).max() > 1e-5
+
+
+# ------------------------------------------- speed of the training step (#12)
+def _step_spy(monkeypatch, before=None):
+    """Wrap the training step: ``before(net, batch)`` runs ahead of each step;
+    the list returned gets one dict per step (the batch and the step's loss)."""
+    from skcandist import _student
+
+    real, steps = _student._RefineryNet.train_step_single, []
+
+    def step(self, batch, **kwargs):
+        record = {"X": {k: v.clone() for k, v in batch[0].items()}}
+        if before is not None:
+            record.update(before(self, batch))
+        result = real(self, batch, **kwargs)
+        record["loss"] = result["loss"].detach()
+        steps.append(record)
+        return result
+
+    monkeypatch.setattr(_student._RefineryNet, "train_step_single", step)
+    return steps
+
+
+def _separate_passes(net, batch):
+    """The step's loss and gradients as the three separate head passes of the
+    step before #12 (plain view, consistency view, mixup view) give them."""
+    import copy
+
+    from skcandist import losses
+
+    cfg, head = net.refinery, net.module_
+    X = batch[0]
+    index = X["index"]
+    qhat, has = losses.refinery_targets(
+        net.targets_t[index],
+        net.groups_t[index],
+        net.predicted_t[index],
+        gamma=cfg["gamma"],
+        sharpen_selected=cfg["sharpen"],
+    )
+    head.train()
+    logits = head.classify(X["x"])
+    loss = (losses.soft_cross_entropy(logits, qhat) * has).mean()
+    second = X["x_aug"] if "x_aug" in X else X["x"]
+    loss = loss + losses.consistency_term(
+        head.classify(second), logits, qhat, net.groups_t[index]
+    )
+    rng = copy.deepcopy(net.rng)  # the step's own draws come next
+    omega = float(rng.beta(cfg["mixup_alpha"], cfg["mixup_alpha"]))
+    omega = max(omega, 1.0 - omega)
+    perm = torch.as_tensor(rng.permutation(int(has.sum())))
+    mixed, mixed_q = losses.mixup(X["x"][has], qhat[has], omega, perm)
+    loss = loss + losses.soft_cross_entropy(head.classify(mixed), mixed_q).mean()
+    grads = torch.autograd.grad(loss, list(head.parameters()))
+    return {"expected_loss": loss.detach(), "expected_grads": grads}
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_one_head_pass_gives_the_separate_passes_loss(monkeypatch, augmented):
+    """With dropout 0 (no randomness in the head), the step's single pass of the
+    head over the plain, consistency and mixed rows gives the loss and the
+    gradients of three separate passes; with augmented texts the consistency
+    view reads x_aug."""
+    from skcandist import _student
+
+    steps = _step_spy(monkeypatch, _separate_passes)
+    params = dict(dropout=0.0, ramp_epochs=0)  # eta = 1 from the first epoch
+    real_step = _student._RefineryNet.train_step
+
+    def train_step(self, batch, **kwargs):
+        result = real_step(self, batch, **kwargs)
+        steps[-1]["grads"] = [p.grad.clone() for p in self.module_.parameters()]
+        return result
+
+    monkeypatch.setattr(_student._RefineryNet, "train_step", train_step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if augmented:
+            CanDistClassifier(**FAST, **params).fit(
+                TEXTS, CANDS, classes=CLASSES, augmented=_reworded(TEXTS)
+            )
+        else:
+            _fit(**params)
+    assert len(steps) == 2 * FAST["max_epochs"]
+    assert all(("x_aug" in step["X"]) == augmented for step in steps)
+    for step in steps:
+        assert torch.allclose(step["loss"], step["expected_loss"], atol=1e-6)
+        for got, want in zip(step["grads"], step["expected_grads"]):
+            assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_one_head_pass_stacks_the_views_in_order(monkeypatch):
+    """The head's one training pass of a step reads the plain rows, then the
+    consistency view (x_aug where given), then the mixed rows of the samples
+    with a target."""
+    from skcandist import _student
+
+    inputs = []
+    real = _student._Head.classify
+
+    def classify(self, embeddings):
+        if self.training:
+            inputs.append(embeddings.clone())
+        return real(self, embeddings)
+
+    monkeypatch.setattr(_student._Head, "classify", classify)
+    steps = _step_spy(monkeypatch)
+    CanDistClassifier(**FAST, ramp_epochs=0).fit(
+        TEXTS, CANDS, classes=CLASSES, augmented=_reworded(TEXTS)
+    )
+    assert len(inputs) == len(steps) == 2 * FAST["max_epochs"]
+    for rows, step in zip(inputs, steps):
+        x, x_aug = step["X"]["x"], step["X"]["x_aug"]
+        n = len(x)
+        assert torch.equal(rows[:n], x)
+        assert torch.equal(rows[n : 2 * n], x_aug)
+        assert not torch.equal(x, x_aug)
+        # The mixed rows lie between two plain ones: convex combinations, so
+        # within the batch's range in every coordinate.
+        mixed = rows[2 * n :]
+        assert 2 <= len(mixed) <= n
+        assert (mixed >= x.min(0).values - 1e-6).all()
+        assert (mixed <= x.max(0).values + 1e-6).all()
+
+
+def test_the_first_epoch_runs_the_plain_view_only(monkeypatch):
+    """eta is 0 in the first epoch (ramp_epochs > 0): one view, no mixup draw."""
+    from skcandist import _student
+
+    sizes = []
+    real = _student._Head.classify
+
+    def classify(self, embeddings):
+        if self.training:
+            sizes.append(len(embeddings))
+        return real(self, embeddings)
+
+    monkeypatch.setattr(_student._Head, "classify", classify)
+    _fit(max_epochs=2, ramp_epochs=5)
+    assert sizes[:2] == [4, 4]  # epoch 1: batches of 4, the plain view
+    assert all(size > 8 for size in sizes[2:])  # epoch 2: three views
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_the_cpu_training_dropout_keeps_each_unit_with_probability_1_minus_p(p):
+    """Both dropout layers of the head in training on the CPU: each unit kept
+    with probability 1 - p, scaled by 1 / (1 - p); the same draws for the same
+    seed; none in evaluation."""
+    from skcandist._student import _Head
+
+    head = _Head(300, 2, hidden=200, dropout=p)
+    with torch.no_grad():
+        head.body[0].weight.zero_()
+        head.body[0].bias.fill_(1.0)  # every hidden unit is GELU(1) before dropout
+    head.out = torch.nn.Identity()
+    head.train()
+    torch.manual_seed(0)
+    hidden = head.classify(torch.ones(500, 300))
+    gelu1 = torch.nn.functional.gelu(torch.tensor(1.0))
+    kept = hidden != 0
+    assert torch.allclose(hidden[kept], gelu1 / (1 - p))
+    # 100,000 units: the share dropped is p within 5 standard deviations.
+    assert abs(1 - kept.float().mean().item() - p) < 5 * (p * (1 - p) / 1e5) ** 0.5
+    # The input layer: a linear head (hidden=0) returns the dropped inputs.
+    linear = _Head(300, 2, hidden=0, dropout=p)
+    linear.out = torch.nn.Identity()
+    linear.train()
+    dropped = linear.classify(torch.ones(500, 300))
+    scaled = dropped[dropped != 0]
+    assert torch.allclose(scaled, torch.full_like(scaled, 1 / (1 - p)))
+    share = (dropped == 0).float().mean().item()
+    assert abs(share - p) < 5 * (p * (1 - p) / 1.5e5) ** 0.5
+    # The two layers' masks are independent: through an identity first layer,
+    # a unit survives both with probability (1 - p) ** 2.
+    chain = _Head(300, 2, hidden=300, dropout=p)
+    with torch.no_grad():
+        chain.body[0].weight.copy_(torch.eye(300))
+        chain.body[0].bias.zero_()
+    chain.out = torch.nn.Identity()
+    chain.train()
+    both = (chain.classify(torch.ones(500, 300)) != 0).float().mean().item()
+    keep = (1 - p) ** 2
+    assert abs(both - keep) < 5 * (keep * (1 - keep) / 1.5e5) ** 0.5
+    torch.manual_seed(1)
+    a = head.classify(torch.ones(8, 300))
+    torch.manual_seed(1)
+    assert torch.equal(head.classify(torch.ones(8, 300)), a)
+    head.eval()
+    assert torch.equal(head.classify(torch.ones(8, 300)), torch.full((8, 200), gelu1))
+
+
+def test_the_cpu_training_dropout_gradient_is_masked_and_scaled():
+    """The masked path's gradient: the upstream gradient times the mask."""
+    from skcandist._student import _Head
+
+    head = _Head(6, 3, hidden=0, dropout=0.5)
+    head.train()
+    x = torch.ones(40, 6, requires_grad=True)
+    torch.manual_seed(0)
+    out = head.classify(x)
+    out.sum().backward()
+    weight_sums = head.out.weight.sum(0)
+    torch.manual_seed(0)
+    mask = (torch.rand(40, 6) >= 0.5) * 2.0
+    assert torch.allclose(x.grad, mask * weight_sums)
+
+
+def test_the_student_steps_with_fused_adamw_where_it_runs(monkeypatch):
+    from skcandist._student import _RefineryNet
+
+    clf = _fit()
+    assert clf.net_.optimizer_.defaults["fused"] == _RefineryNet.fused_adamw("cpu")
+    # A torch whose AdamW refuses fused=True: the student falls back to the
+    # default update.
+    real = torch.optim.AdamW
+
+    def refusing(params, fused=None, **kwargs):
+        if fused:
+            raise RuntimeError("fused=True requires CUDA")
+        return real(params, **kwargs)
+
+    monkeypatch.setattr(_RefineryNet, "_FUSED_ADAMW", {})
+    monkeypatch.setattr(torch.optim, "AdamW", refusing)
+    assert _RefineryNet.fused_adamw("cpu") is False
+
+
+def test_fused_adamw_gives_the_default_update():
+    """Where the fused kernel runs on the CPU, 20 steps on the head's shapes
+    end where the default AdamW's do, up to float rounding."""
+    from skcandist._student import _RefineryNet
+
+    if not _RefineryNet.fused_adamw("cpu"):
+        pytest.skip("this torch has no fused AdamW on the CPU")
+    torch.manual_seed(0)
+    start = [torch.randn(256, 384), torch.randn(256), torch.randn(6, 256)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(20)]
+    ends = []
+    for fused in (False, True):
+        params = [p.clone().requires_grad_() for p in start]
+        optimizer = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.01, fused=fused)
+        for step in grads:
+            for param, grad in zip(params, step):
+                param.grad = grad.clone()
+            optimizer.step()
+        ends.append([p.detach() for p in params])
+    for a, b in zip(*ends):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_shuffled_batches_are_slices_of_one_permutation():
+    """The iterator permutes the whole data once per pass (the generator's
+    order), and its batches are that order's consecutive slices."""
+    from skorch.dataset import Dataset
+
+    from skcandist._student import _TensorBatches
+
+    X = {"x": torch.arange(10.0)[:, None], "index": torch.arange(10)}
+    y = torch.arange(10) * 10
+    batches = _TensorBatches(
+        Dataset(X, y), 4, shuffle=True, generator=torch.Generator().manual_seed(7)
+    )
+    expected = torch.Generator().manual_seed(7)
+    orders = []
+    for _ in range(2):  # a fresh order per pass
+        order = torch.randperm(10, generator=expected)
+        orders.append(order)
+        got = list(batches)
+        assert [len(b[1]) for b in got] == [4, 4, 2]
+        assert torch.equal(torch.cat([b[0]["index"] for b in got]), order)
+        assert all(torch.equal(b[1], b[0]["index"] * 10) for b in got)
+        assert all(torch.equal(b[0]["x"][:, 0].long(), b[0]["index"]) for b in got)
+    assert not torch.equal(*orders)
+    plain = list(_TensorBatches(Dataset(X, y), 4))
+    assert torch.equal(torch.cat([b[0]["index"] for b in plain]), torch.arange(10))
+
+
+@pytest.mark.parametrize("augmented", [None, _reworded(TEXTS)])
+def test_same_seed_same_predictions_with_the_one_pass_step(augmented):
+    params = dict(ramp_epochs=0, random_state=5)
+    runs = [
+        CanDistClassifier(**FAST, **params)
+        .fit(TEXTS, CANDS, classes=CLASSES, augmented=augmented)
+        .predict_proba(TEXTS)
+        for _ in range(2)
+    ]
+    assert np.array_equal(*runs)
+
+
+def test_finetune_classifies_every_view_in_one_pass(monkeypatch):
+    """Fine-tuning: two encoder passes (the plain and the augmented tokens, each
+    cut to its own width) and one pass of the linear head over both views and
+    the mixed rows; the student still trains (the loss falls on 8 texts)."""
+    from skcandist import _student
+
+    sizes, widths = [], []
+    real_classify, real_embed = _student._FineTuned.classify, _student._FineTuned.embed
+
+    def classify(self, embeddings):
+        if self.training:
+            sizes.append(len(embeddings))
+        return real_classify(self, embeddings)
+
+    def embed(self, input_ids=None, attention_mask=None, augmented=False, **kwargs):
+        if self.training:
+            ids = kwargs["input_ids_aug"] if augmented else input_ids
+            widths.append((augmented, ids.shape[1]))
+        return real_embed(self, input_ids, attention_mask, augmented, **kwargs)
+
+    monkeypatch.setattr(_student._FineTuned, "classify", classify)
+    monkeypatch.setattr(_student._FineTuned, "embed", embed)
+    clf = CanDistClassifier(
+        finetune=True,
+        max_epochs=3,
+        warmup_epochs=1,
+        ramp_epochs=0,
+        batch_size=4,
+        max_length=16,
+        lr=1e-4,
+        teacher_model=None,
+    )
+    long_views = [f"{t} and a much longer tail of words for it" for t in TEXTS]
+    clf.fit(TEXTS, CANDS, classes=CLASSES, augmented=long_views)
+    steps = 3 * 2
+    assert len(sizes) == steps
+    assert all(8 + 2 <= size <= 8 + 4 for size in sizes)  # 2 views + mixed rows
+    assert [a for a, _ in widths] == [False, True] * steps
+    plain = [w for a, w in widths if not a]
+    longer = [w for a, w in widths if a]
+    assert all(b > a for a, b in zip(plain, longer))  # each view its own width
+    losses = clf.net_.history[:, "train_loss"]
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0]
+
+
+def test_device_none_trains_on_the_cpu_without_moving():
+    from skcandist._student import _RefineryNet
+
+    assert _RefineryNet.fused_adamw(None) == _RefineryNet.fused_adamw("cpu")
+    proba = _fit(device=None).predict_proba(TEXTS)
+    assert np.array_equal(proba, _fit().predict_proba(TEXTS))
+
+
+@pytest.mark.parametrize("loss", ["candist", "proden"])
+def test_each_epoch_ends_with_the_renormalised_targets_of_its_rows(loss):
+    """Eq. 1 at the end of each epoch: the targets q of every row trained on
+    are the re-normalised latest predictions; held-out rows keep theirs."""
+    from skorch.callbacks import Callback
+
+    from skcandist import losses
+
+    class Snapshot(Callback):
+        def initialize(self):
+            self.epochs = []
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.epochs.append(
+                {
+                    name: getattr(net, name).clone()
+                    for name in ("targets_t", "probs_t", "weights_t", "visited_t")
+                }
+            )
+
+    snapshot = Snapshot()
+    _fit(loss=loss, validation_fraction=0.25, patience=30, callbacks=[snapshot])
+    start = losses.uniform_targets(torch.as_tensor(CANDS, dtype=torch.float32))
+    assert len(snapshot.epochs) == FAST["max_epochs"]
+    for state in snapshot.epochs:
+        seen = state["visited_t"]
+        assert int(seen.sum()) == 6  # 2 of the 8 rows held out
+        expected = losses.renormalize(state["probs_t"], state["weights_t"])
+        assert torch.allclose(state["targets_t"][seen], expected[seen], atol=1e-7)
+        assert torch.equal(state["targets_t"][~seen], start[~seen])
+        assert not torch.equal(state["targets_t"][seen], start[seen])
+
+
+# ------------------------------------------------ mixed precision (issue 12)
+def test_mixed_precision_dtype_by_device(monkeypatch):
+    from skcandist._student import _autocast_dtype
+
+    assert _autocast_dtype("cpu") is None and _autocast_dtype(None) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert _autocast_dtype("cuda") is torch.bfloat16
+    assert _autocast_dtype("cuda:1") is torch.bfloat16
+    assert _autocast_dtype("cuda", enabled=False) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert _autocast_dtype("cuda") is torch.float16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _autocast_dtype("cuda") is None
+
+
+def _logit_dtypes(monkeypatch):
+    from skcandist import losses
+
+    real, seen = losses.soft_cross_entropy, []
+
+    def recording(logits, targets):
+        seen.append(logits.dtype)
+        return real(logits, targets)
+
+    monkeypatch.setattr(losses, "soft_cross_entropy", recording)
+    return seen
+
+
+def test_the_cpu_trains_in_full_precision(monkeypatch):
+    seen = _logit_dtypes(monkeypatch)
+    _fit()
+    assert seen and set(seen) == {torch.float32}
+
+
+def test_bfloat16_steps_run_under_autocast(monkeypatch):
+    """What a CUDA GPU with bfloat16 gets, run here under the CPU's autocast."""
+    from skcandist import _student
+
+    monkeypatch.setattr(_student, "_autocast_dtype", lambda *a, **k: torch.bfloat16)
+    seen = _logit_dtypes(monkeypatch)
+    clf = _fit()
+    assert set(seen) == {torch.bfloat16}
+    reference = _fit().predict_proba(TEXTS)
+    # Another precision, nearly the same student.
+    assert np.abs(clf.predict_proba(TEXTS) - reference).max() < 0.05
+
+
+def test_float16_steps_go_through_a_gradient_scaler(monkeypatch):
+    """float16 (a GPU without bfloat16): the loss is scaled before backward
+    and the scaler steps the optimizer, once per optimisation step."""
+    from skcandist import _student
+
+    calls = {"step": 0, "update": 0, "scale": 0}
+
+    class CountingScaler(torch.amp.GradScaler):
+        def __init__(self, *args, **kwargs):
+            super().__init__("cpu", init_scale=1024.0)
+
+        def scale(self, outputs):
+            calls["scale"] += 1
+            return super().scale(outputs)
+
+        def step(self, optimizer, *args, **kwargs):
+            calls["step"] += 1
+            return super().step(optimizer, *args, **kwargs)
+
+        def update(self, *args, **kwargs):
+            calls["update"] += 1
+            return super().update(*args, **kwargs)
+
+    monkeypatch.setattr(_student, "_autocast_dtype", lambda *a, **k: torch.float16)
+    monkeypatch.setattr(torch.amp, "GradScaler", CountingScaler)
+    seen = _logit_dtypes(monkeypatch)
+    clf = _fit()
+    n_steps = clf.net_.n_steps
+    assert n_steps == FAST["max_epochs"] * 2  # 8 texts, batches of 4
+    assert calls == {"step": n_steps, "update": n_steps, "scale": n_steps}
+    assert set(seen) == {torch.float16}
+    assert "grad_scaler" not in clf.net_.__dict__  # dropped after training
+    # The scaled gradients were unscaled before each update: the student is
+    # the full-precision one up to float16 rounding, not 1024 times off.
+    reference = _fit().predict_proba(TEXTS)
+    assert np.abs(clf.predict_proba(TEXTS) - reference).max() < 0.05
