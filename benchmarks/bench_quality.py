@@ -158,6 +158,9 @@ def make_student(loss, args, seed, embed, **params):
         kwargs["max_epochs"] = args.max_epochs
     if args.student_lr is not None:
         kwargs["lr"] = args.student_lr
+    for name in ("device", "encoder"):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
     kwargs.update(params)
     dropped = {k: v for k, v in kwargs.items() if k not in accepted}
     return cls(**{k: v for k, v in kwargs.items() if k in accepted}), dropped
@@ -812,8 +815,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument(
+        "--n-train", type=int, default=2000, help="0: the whole training split"
+    )
+    parser.add_argument("--n-test", type=int, default=500, help="0: the whole split")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--student-lr", type=float, default=None)
     parser.add_argument(
@@ -879,8 +884,15 @@ def parse_args(argv=None):
         action="store_true",
         help="students fine-tune the whole encoder (slow on a CPU: use a subsample)",
     )
+    parser.add_argument(
+        "--device", default=None, help="the students' device (default: theirs)"
+    )
+    parser.add_argument(
+        "--encoder", default=None, help="the students' encoder (default: theirs)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    args.n_train, args.n_test = args.n_train or None, args.n_test or None
     if args.quick:
         args.n_train, args.n_test, args.seeds = 150, 60, 1
         args.max_epochs = args.max_epochs or 2

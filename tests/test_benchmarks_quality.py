@@ -219,5 +219,72 @@ def test_probe_teacher_trust_quick(tmp_path, shared_data):
     for row in rows:
         assert abs(sum(row["theta_true"]) - 1) < 1e-2
         assert -100 <= row["alpha=1"] <= 100 and -100 <= row["oracle rates"] <= 100
+        assert -100 <= row["lda 1"] <= 100
     table = (tmp_path / "teacher_trust.md").read_text()
-    assert "| trec | 1 |" in table and "alpha=inf" in table
+    assert "| trec | 1 |" in table and "alpha=inf" in table and "lda 1" in table
+
+
+def _full_size():
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_full_size
+
+    return bench_full_size
+
+
+def test_bench_full_size_stops_without_a_gpu(monkeypatch, tmp_path, capsys):
+    bench = _full_size()
+    calls = []
+    monkeypatch.setattr(bench, "gpu_name", lambda: None)
+    monkeypatch.setattr(bench.bq, "main", lambda argv: calls.append(argv))
+    assert bench.main(["--out", str(tmp_path)]) == bench.NO_GPU
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert calls == [] and not any(tmp_path.iterdir())
+
+
+def test_bench_full_size_runs_the_papers_setting_on_a_gpu(monkeypatch, tmp_path):
+    bench = _full_size()
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        return {"config": {}}
+
+    monkeypatch.setattr(bench, "gpu_name", lambda: "Fake GPU")
+    monkeypatch.setattr(bench.bq, "main", fake_main)
+    assert bench.main(["--out", str(tmp_path), "--encoder", "some/path"]) == 0
+    (argv,) = calls
+    flags = " ".join(argv)
+    for expected in (
+        "--n-train 0",
+        "--n-test 0",
+        "--max-epochs 50",
+        "--student-lr 3e-05",
+        "--seeds 3",
+        "--device cuda",
+        "--encoder some/path",
+        "--datasets trec banking77",
+    ):
+        assert expected in flags, (expected, flags)
+    assert "--finetune" in argv
+    result = json.loads((tmp_path / "quality_finetune.json").read_text())
+    assert result["full_size"]["gpu"] == "Fake GPU"
+
+
+def test_bench_full_size_falls_back_to_minilm_where_roberta_is_missing():
+    bench = _full_size()
+    encoder, note = bench.pick_encoder()
+    if encoder is None:  # no RoBERTa-base in the offline cache (this machine)
+        assert "all-MiniLM-L6-v2" in note
+    else:
+        assert encoder == bench.PAPER_ENCODER
+    assert bench.pick_encoder("x/y") == ("x/y", "encoder x/y (given)")
+
+
+def test_bench_quality_full_splits_and_student_options():
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_quality as bq
+
+    args = bq.parse_args(["--n-train", "0", "--n-test", "0", "--device", "cuda"])
+    assert args.n_train is None and args.n_test is None
+    student, dropped = bq.make_student("candist", args, 0, None)
+    assert student.device == "cuda" and not dropped
