@@ -202,7 +202,7 @@ def test_probe_student_heads_quick(tmp_path, shared_data):
     assert {(r["setting"], r["head"]) for r in rows} == {
         (s, h)
         for s in ("trec", "sms_spam/embedding/weak")
-        for h in ("default", "linear", "dropout_0.3")
+        for h in ("default", "linear", "dropout_0.3", "separate_means")
     }
     for row in rows:
         assert 0.0 <= row["annotation"] <= 1.0 and 0.0 <= row["test"] <= 1.0
