@@ -50,6 +50,8 @@ LDA_ITERS = [1, 3, 10, 100]
 
 
 def _margins(tm, truth, best):
+    from skcandist.teacher_model import _role_shares
+
     lp = np.log(np.maximum(tm.oof_probs, 1e-12))
     ll = np.log(np.maximum(tm.likelihood, 1e-12))
     out = {}
@@ -57,8 +59,7 @@ def _margins(tm, truth, best):
         score = lp if alpha == "inf" else alpha * lp + ll
         out[f"alpha={alpha}"] = 100 * (np.mean(score.argmax(1) == truth) - best)
     roles = tm.roles
-    counts = np.stack([(roles == r).sum(axis=1) for r in range(4)], axis=1)
-    share = np.take_along_axis(counts, roles, axis=1)
+    share = _role_shares(roles)
     theta = np.bincount(roles[np.arange(len(truth)), truth], minlength=4) / len(truth)
     oracle = tm.oof_probs * theta[roles] / share
     out["oracle rates"] = 100 * (np.mean(oracle.argmax(1) == truth) - best)
@@ -71,15 +72,12 @@ def _lda_margins(tm, truth, best):
     computes after them)."""
     from skcandist.teacher_model import _lda_em, _lda_scores
 
-    counts = np.stack([(tm.roles == r).sum(axis=1) for r in range(4)], axis=1)
-    share = np.take_along_axis(counts, tm.roles, axis=1)
     out = {}
     for n_iter in LDA_ITERS:
-        post, _, _ = _lda_em(
+        post, _ = _lda_em(
             _lda_scores(tm.oof_probs),
             tm.posterior,
             tm.roles,
-            share,
             n_iter=n_iter,
             shrinkage=0.1,
         )

@@ -67,6 +67,12 @@ def _cuda_devices():
     return []
 
 
+def _device_type(device):
+    """The kind of ``device`` ("cpu", "cuda", ...); None, skorch's "do not
+    move", is the CPU, where the module is built."""
+    return "cpu" if device is None else torch.device(device).type
+
+
 def _autocast_dtype(device, enabled=True):
     """The dtype of a training step's mixed precision on ``device``, or None.
 
@@ -74,7 +80,7 @@ def _autocast_dtype(device, enabled=True):
     one that does not; None, full precision, on any other device or where
     ``enabled`` is False.
     """
-    if not enabled or device is None or torch.device(device).type != "cuda":
+    if not enabled or _device_type(device) != "cuda":
         return None
     if not torch.cuda.is_available():
         return None
@@ -351,11 +357,10 @@ class _RefineryNet(NeuralNet):
         on a one-element parameter; ``device=None`` (skorch's "do not move")
         is the CPU, where the module is built.
         """
-        device = "cpu" if device is None else device
-        kind = torch.device(device).type
+        kind = _device_type(device)
         if kind not in cls._FUSED_ADAMW:
             try:
-                param = torch.zeros(1, device=device, requires_grad=True)
+                param = torch.zeros(1, device=device or "cpu", requires_grad=True)
                 torch.optim.AdamW([param], fused=True)
                 ok = True
             except (RuntimeError, ValueError, TypeError, AssertionError):
@@ -414,9 +419,8 @@ class _RefineryNet(NeuralNet):
     def _autocast(self):
         """The step's mixed-precision context (see ``mixed_precision``)."""
         dtype = self.refinery.get("amp_dtype")
-        device = "cpu" if self.device is None else self.device
         return torch.autocast(
-            torch.device(device).type, dtype=dtype, enabled=dtype is not None
+            _device_type(self.device), dtype=dtype, enabled=dtype is not None
         )
 
     def train_step_single(self, batch, **fit_params):
@@ -425,8 +429,7 @@ class _RefineryNet(NeuralNet):
         # The per-sample buffers stay on the CPU; they are indexed by the
         # batch's rows before the inputs move to the device (no copy on a CPU).
         index = Xi["index"].cpu()
-        # device=None: skorch moves nothing (the module is built on the CPU).
-        on_cpu = self.device is None or torch.device(self.device).type == "cpu"
+        on_cpu = _device_type(self.device) == "cpu"
         if not on_cpu:
             Xi = {k: v.to(self.device) for k, v in Xi.items()}
             yi = yi.to(self.device)
@@ -501,8 +504,7 @@ class _RefineryNet(NeuralNet):
 
         A dict: ``eta`` (the terms' weight, App. A.2), ``inputs`` (the
         embeddings of the consistency view, then the mixed ones, each present
-        when its term runs), ``consistency`` and ``mixed_q`` (the mixed targets,
-        or None).
+        when its term runs) and ``mixed_q`` (the mixed targets, or None).
         """
         cfg = self.refinery
         ramp = cfg["ramp_epochs"]
@@ -537,7 +539,6 @@ class _RefineryNet(NeuralNet):
         return {
             "eta": eta,
             "inputs": inputs,
-            "consistency": bool(cfg["consistency"]),
             "mixed_q": mixed_q,
         }
 
@@ -547,7 +548,7 @@ class _RefineryNet(NeuralNet):
         cfg = self.refinery
         view_logits = list(view_logits)
         total = logits.new_zeros(())
-        if views["consistency"]:
+        if cfg["consistency"]:
             total = total + L.consistency_term(
                 view_logits.pop(0),
                 logits,

@@ -183,14 +183,25 @@ def _lda_scores(probs):
     return logp - logp.mean(axis=1, keepdims=True)
 
 
-def _lda_em(scores, posterior, roles, share, *, n_iter, shrinkage, tol=1e-6):
+def _role_shares(roles):
+    """How many classes share each (text, class) pair's role in the answer."""
+    counts = np.stack([(roles == r).sum(axis=1) for r in range(_N_ROLES)], axis=1)
+    return np.take_along_axis(counts, roles, axis=1)
+
+
+def _answer_rates(roles, posterior):
+    """``theta``: the posterior's mass on each role, as shares (M-step)."""
+    mass = np.bincount(roles.ravel(), posterior.ravel(), minlength=_N_ROLES)
+    return mass / mass.sum()
+
+
+def _lda_em(scores, posterior, roles, *, n_iter, shrinkage, tol=1e-6):
     """EM of the latent-class model with Gaussian class-conditional scores.
 
-    Returns the posterior, the answer rates and the per-(text, class) log
-    density of the scores (up to a constant per text).
+    Returns the posterior and the answer rates.
     """
     n, dim = scores.shape
-    log_density = None
+    share = _role_shares(roles)
     for _ in range(n_iter):
         weight = posterior.sum(axis=0)
         pi = np.maximum(weight / n, 1e-12)
@@ -204,12 +215,9 @@ def _lda_em(scores, posterior, roles, share, *, n_iter, shrinkage, tol=1e-6):
         a = np.linalg.solve(chol, scores.T).T
         b = np.linalg.solve(chol, mu.T).T
         dist = (a**2).sum(1)[:, None] - 2.0 * a @ b.T + (b**2).sum(1)[None, :]
-        log_density = -0.5 * dist
-        mass = np.bincount(roles.ravel(), posterior.ravel(), minlength=_N_ROLES)
-        theta = mass / mass.sum()
-        likelihood = theta[roles] / share
+        likelihood = _answer_rates(roles, posterior)[roles] / share
         log_post = (
-            np.log(pi)[None, :] + log_density + np.log(np.maximum(likelihood, 1e-12))
+            np.log(pi)[None, :] - 0.5 * dist + np.log(np.maximum(likelihood, 1e-12))
         )
         log_post -= log_post.max(axis=1, keepdims=True)
         new = np.exp(log_post)
@@ -218,8 +226,7 @@ def _lda_em(scores, posterior, roles, share, *, n_iter, shrinkage, tol=1e-6):
         posterior = new
         if change < tol:
             break
-    mass = np.bincount(roles.ravel(), posterior.ravel(), minlength=_N_ROLES)
-    return posterior, mass / mass.sum(), log_density
+    return posterior, _answer_rates(roles, posterior)
 
 
 def fit_teacher_model(
@@ -329,9 +336,7 @@ def fit_teacher_model(
             f"lda_shrinkage must be in [0, 1], not {lda_shrinkage!r}."
         )
     roles = answer_roles(cands, primary)
-    # Classes sharing each role in each answer, (n, 4), then per (text, class).
-    counts = np.stack([(roles == r).sum(axis=1) for r in range(_N_ROLES)], axis=1)
-    share = np.take_along_axis(counts, roles, axis=1)
+    share = _role_shares(roles)
 
     prior = cands.copy()
     prior[roles == PRIMARY] = primary_prior
@@ -346,17 +351,15 @@ def fit_teacher_model(
     for round_ in range(n_rounds):
         # M-step (student), M-step (teacher), E-step.
         probs = _out_of_fold(x, posterior, n_splits, random_state + 97 * round_, **fit)
-        mass = np.bincount(roles.ravel(), posterior.ravel(), minlength=_N_ROLES)
-        theta = mass / mass.sum()
+        theta = _answer_rates(roles, posterior)
         likelihood = theta[roles] / share
         posterior = probs * likelihood
         posterior /= posterior.sum(axis=1, keepdims=True)
     if feature_view == "lda":
-        posterior, theta, _ = _lda_em(
+        posterior, theta = _lda_em(
             _lda_scores(probs),
             posterior,
             roles,
-            share,
             n_iter=lda_iter,
             shrinkage=lda_shrinkage,
         )

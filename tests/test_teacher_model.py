@@ -134,11 +134,10 @@ def test_lda_stage_learns_class_shares_and_means_from_unlabelled_scores():
     y = (rng.rand(2000) < 0.3).astype(int)
     scores = rng.normal(size=(2000, 1)) + np.where(y, 2.5, -2.5)[:, None]
     roles = answer_roles(np.ones((2000, 2)))
-    share = np.full((2000, 2), 2)
     start = np.full((2000, 2), 0.5)
     start[:, 1] += 0.2 * np.sign(scores[:, 0])  # off the saddle point
     start[:, 0] = 1.0 - start[:, 1]  # shares 58/42 at the start
-    post, theta, _ = _lda_em(scores, start, roles, share, n_iter=200, shrinkage=0.0)
+    post, theta = _lda_em(scores, start, roles, n_iter=200, shrinkage=0.0)
     assert abs(post[:, 1].mean() - 0.3) < 0.02
     assert (post.argmax(axis=1) == y).mean() > 0.99
     assert theta[OUTSIDE] == 0.0 and theta[SOLE] == 0.0
@@ -152,12 +151,9 @@ def test_lda_stage_follows_the_teacher_where_the_scores_carry_nothing():
     single = np.where(rng.rand(500) < 0.85, y, 1 - y)
     cands = np.eye(2)[single]
     roles = answer_roles(cands, single)
-    share = np.take_along_axis(
-        np.stack([(roles == r).sum(axis=1) for r in range(4)], axis=1), roles, axis=1
-    )
     scores = rng.normal(size=(500, 1))  # independent of the class
     start = 0.8 * cands + 0.1
-    post, theta, _ = _lda_em(scores, start, roles, share, n_iter=200, shrinkage=0.1)
+    post, theta = _lda_em(scores, start, roles, n_iter=200, shrinkage=0.1)
     assert (post.argmax(axis=1) == single).all()
     assert theta[SOLE] > 0.8 and theta[OUTSIDE] < 0.2
 
