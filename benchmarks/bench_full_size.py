@@ -104,6 +104,7 @@ def main(argv=None):
     result = bq.main(argv)
     result["full_size"] = {"gpu": name, "encoder": note}
     bq.write_json(result, args.out / "quality_finetune.json")
+    bq.write_text(bq.markdown(result), args.out / "quality_finetune.md")
     return 0
 
 

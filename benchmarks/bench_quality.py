@@ -712,13 +712,17 @@ def markdown(result):
     lines += [
         f"Teacher: `{cfg['teacher']}`; student: `{result['student']}`; "
         f"{cfg['seeds']} seed(s); "
-        f"{'fine-tuned' if cfg.get('finetune') else 'frozen'} MiniLM; "
+        f"{'fine-tuned' if cfg.get('finetune') else 'frozen'} "
+        f"{cfg.get('encoder') or 'MiniLM'}; "
         f"max_epochs={cfg['max_epochs'] or 'default'}. "
         "Cells: annotation accuracy | test accuracy, mean ± std over seeds, in %. "
         "*Paper* columns are the paper's Table 2 (GPT-3.5 teacher, RoBERTa-base "
         "student), not our measurements.",
         "",
     ]
+    if "full_size" in result:
+        full = result["full_size"]
+        lines += [f"Full-size run on a GPU ({full['gpu']}); {full['encoder']}.", ""]
     teacher = "Simulated teacher" if cfg["teacher"] == "sim" else "Teacher"
     lines += rule_table(result)
     for dataset, res in result.get("table2", {}).items():
@@ -935,6 +939,24 @@ def merge(folders, out):
         if plot.is_file() and plot.parent.resolve() != out.resolve():
             out.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(plot, out / plot.name)
+
+    # One order whatever the order of the parts: data set, then teacher setting.
+    def order(item):
+        res = item[1]
+        known = res["dataset"] in DATASETS
+        return (
+            DATASETS.index(res["dataset"]) if known else len(DATASETS),
+            res["dataset"],
+            res.get("teacher_errors") != "tfidf",
+            res.get("profile") != "default",
+        )
+
+    table = dict(sorted(result.get("table2", {}).items(), key=order))
+    if table:
+        result["table2"] = table
+        for key in ("rule", "rule_paper"):
+            if key in result:
+                result[key] = {k: result[key][k] for k in table if k in result[key]}
     result["merged_from"] = [str(f) for f in folders]
     result["config"]["datasets"] = sorted(
         {res["dataset"] for res in result.get("table2", {}).values()}

@@ -39,6 +39,11 @@ HEADS = {
     "dropout_0.3": {"dropout": 0.3},
     # The paper's consistency means (App. A.2) instead of one over the batch.
     "separate_means": {"consistency_means": "separate"},
+    # The defaults before December 2026 (the last step's weights, no moving
+    # average), dropout 0.3 with and without the average, and dropout 0.5.
+    "dropout_0.1_no_ema": {"ema_decay": 0.0},
+    "dropout_0.3_no_ema": {"dropout": 0.3, "ema_decay": 0.0},
+    "dropout_0.5": {"dropout": 0.5},
 }
 SETTINGS = [
     (dataset, errors, profile)
@@ -136,6 +141,7 @@ def table(out):
         "| --- | --- | " + " | ".join("---" for _ in heads) + " |",
     ]
     passed = dict.fromkeys(heads, 0)
+    sums = {head: [0.0, 0.0] for head in heads}
     for key in settings:
         cells = []
         seeds = sorted({r["seed"] for r in rows if r["setting"] == key})
@@ -150,10 +156,15 @@ def table(out):
             need = (2.0, 1.0) if rich else (-0.5, -0.5)
             ok = ann >= need[0] and test >= need[1]
             passed[head] += ok
+            sums[head][0] += ann
+            sums[head][1] += test
             cells.append(f"{ann:+.2f} \\| {test:+.2f}{'' if ok else ' (fails)'}")
         lines.append(f"| {key} | {len(seeds)} | " + " | ".join(cells) + " |")
     lines += ["", "Settings meeting the rule: " + ", ".join(
         f"{head} {passed[head]}/{len(settings)}" for head in heads
+    ) + "."]  # fmt: skip
+    lines += ["", "Margins summed over the settings (annotation | test): " + ", ".join(
+        f"{head} {sums[head][0]:+.2f} | {sums[head][1]:+.2f}" for head in heads
     ) + "."]  # fmt: skip
     (out / "student_heads.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -327,6 +327,8 @@ def fit_teacher_model(
         )
     if not isinstance(n_rounds, (int, np.integer)) or n_rounds < 1:
         raise InvalidInputError(f"n_rounds must be an integer >= 1, not {n_rounds!r}.")
+    if not isinstance(lda_iter, (int, np.integer)) or lda_iter < 1:
+        raise InvalidInputError(f"lda_iter must be an integer >= 1, not {lda_iter!r}.")
     if feature_view not in ("lda", "oof"):
         raise InvalidInputError(
             f"feature_view must be 'lda' or 'oof', not {feature_view!r}."

@@ -247,7 +247,8 @@ def test_bench_full_size_runs_the_papers_setting_on_a_gpu(monkeypatch, tmp_path)
 
     def fake_main(argv):
         calls.append(argv)
-        return {"config": {}}
+        config = {"teacher": "sim", "seeds": 3, "finetune": True, "max_epochs": 50}
+        return {"config": dict(config, encoder="some/path"), "student": "s"}
 
     monkeypatch.setattr(bench, "gpu_name", lambda: "Fake GPU")
     monkeypatch.setattr(bench.bq, "main", fake_main)
@@ -268,6 +269,9 @@ def test_bench_full_size_runs_the_papers_setting_on_a_gpu(monkeypatch, tmp_path)
     assert "--finetune" in argv
     result = json.loads((tmp_path / "quality_finetune.json").read_text())
     assert result["full_size"]["gpu"] == "Fake GPU"
+    # The table names the GPU and the encoder too (it used to say "MiniLM").
+    table = (tmp_path / "quality_finetune.md").read_text()
+    assert "Fake GPU" in table and "fine-tuned some/path" in table
 
 
 def test_bench_full_size_falls_back_to_minilm_where_roberta_is_missing():
@@ -288,3 +292,28 @@ def test_bench_quality_full_splits_and_student_options():
     assert args.n_train is None and args.n_test is None
     student, dropped = bq.make_student("candist", args, 0, None)
     assert student.device == "cuda" and not dropped
+
+
+def test_merge_orders_the_settings_whatever_the_order_of_the_parts(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_quality as bq
+
+    whole = json.loads((BENCHMARKS / "results" / "quality.json").read_text())
+    keys = list(whole["table2"])
+    assert len(keys) >= 4
+    # Two parts in the reverse of the published order, as two processes write them.
+    halves = [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
+    for name, part_keys in zip(("first", "second"), reversed(halves)):
+        part = dict(whole, wall_s=1.0)
+        for key in ("table2", "rule", "rule_paper"):
+            part[key] = {k: whole[key][k] for k in reversed(part_keys)}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "quality.json").write_text(json.dumps(part))
+    out = tmp_path / "merged"
+    merged = bq.merge([tmp_path / "first", tmp_path / "second"], out)
+    assert list(merged["table2"]) == keys
+    assert list(merged["rule"]) == keys
+    assert merged["wall_s"] == 2.0
+    table = (out / "quality.md").read_text()
+    positions = [table.index(f"| {key} |") for key in keys]
+    assert positions == sorted(positions)

@@ -296,11 +296,61 @@ def test_bad_input_raises_a_clear_error(texts, y, classes, match):
         ({"augment": "back-translate"}, "augment"),
         ({"validation_fraction": 1.5}, "validation_fraction"),
         ({"teacher_model": "dawid-skene"}, "teacher_model"),
+        ({"ema_decay": 1.0}, "ema_decay"),
+        ({"ema_decay": -0.1}, "ema_decay"),
     ],
 )
 def test_bad_parameters_raise(params, match):
     with pytest.raises(InvalidInputError, match=match):
         CanDistClassifier(**params).fit(TEXTS, CANDS)
+
+
+# ------------------------------------------------------ averaged weights
+def _step_weights():
+    """A skorch callback keeping the module's weights after every step."""
+    from skorch.callbacks import Callback
+
+    class StepWeights(Callback):
+        def __init__(self):
+            self.steps = []
+
+        def on_batch_end(self, net, training=False, **kwargs):
+            if training:
+                self.steps.append(
+                    [p.detach().clone() for p in net.module_.parameters()]
+                )
+
+    return StepWeights()
+
+
+@pytest.mark.parametrize("loss", ["candist", "ce"])
+def test_the_student_keeps_the_moving_average_of_its_weights(loss):
+    decay = 0.6
+    recorder = _step_weights()
+    clf = _fit(loss=loss, ema_decay=decay, callbacks=[("steps", recorder)])
+    assert len(recorder.steps) == FAST["max_epochs"] * 2  # 8 texts, batches of 4
+    expected = [p.clone() for p in recorder.steps[0]]
+    for t, step in enumerate(recorder.steps[1:], start=1):
+        d = min(decay, (1 + t) / (10 + t))  # a lower decay over the first steps
+        for avg, value in zip(expected, step):
+            avg.mul_(d).add_(value, alpha=1 - d)
+    final = [p.detach() for p in clf.net_.module_.parameters()]
+    for avg, value in zip(expected, final):
+        torch.testing.assert_close(value, avg)
+    assert any(
+        not torch.allclose(value, last)
+        for value, last in zip(final, recorder.steps[-1])
+    )
+
+
+def test_no_averaging_keeps_the_last_steps_weights():
+    recorder = _step_weights()
+    clf = _fit(ema_decay=0.0, callbacks=[("steps", recorder)])
+    for value, last in zip(clf.net_.module_.parameters(), recorder.steps[-1]):
+        torch.testing.assert_close(value.detach(), last)
+    # The averaged copy is not left on the net (nor pickled with it).
+    assert "ema_t" not in clf.net_.__dict__
+    assert "ema_t" not in _fit().net_.__dict__
 
 
 def test_predict_checks_texts_and_fitted_state():

@@ -111,6 +111,13 @@ def test_bad_rounds():
         fit_teacher_model(np.zeros((20, 3)), np.ones((20, 2)), n_rounds=0)
 
 
+@pytest.mark.parametrize("lda_iter", [0, -1, 1.5])
+def test_bad_lda_iterations(lda_iter):
+    # 0 or a negative count used to skip the generative view without a word.
+    with pytest.raises(InvalidInputError, match="lda_iter"):
+        fit_teacher_model(np.zeros((20, 3)), np.ones((20, 2)), lda_iter=lda_iter)
+
+
 # ------------------------------------------------- the generative feature view
 def test_oof_view_is_the_last_rounds_prior_times_the_likelihood():
     x, y = _blobs(separation=0.7, random_state=2)
