@@ -764,8 +764,8 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
         settings of ``benchmarks/probe_student_heads.py`` it raised the summed
         test margins from +4.3 to +7.1 points, annotation -0.2
         (``benchmarks/results/dropout_ema/``). 0 keeps the last step's
-        weights. With ``validation_fraction``, early stopping restores its best
-        epoch's weights instead.
+        weights. With ``validation_fraction`` there is no average: early
+        stopping keeps its best epoch's weights.
     verbose : int, default=0
         1 prints skorch's per-epoch log.
 
@@ -1248,7 +1248,8 @@ small_loss_selection, confident_targets, consistency, mixup : bool, default=True
                 "has_augmented": augmented is not None,
                 "finetune": bool(self.finetune),
                 "amp_dtype": _autocast_dtype(self.device, self.mixed_precision),
-                "ema_decay": float(self.ema_decay),
+                # Early stopping keeps its best epoch's own weights instead.
+                "ema_decay": 0.0 if self.validation_fraction else float(self.ema_decay),
             }
             # float16 needs its gradients scaled; bfloat16 does not.
             net.grad_scaler = (

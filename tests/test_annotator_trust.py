@@ -308,6 +308,16 @@ class OddAPIError(openai.APIError):
     """An APIError subclass the retry code does not know."""
 
 
+def _odd_error():
+    # The client's own HTTP request type: openai 3 reads the request's headers
+    # when the error is made (``request=None`` raised AttributeError there).
+    from openai import _exceptions
+
+    http = getattr(_exceptions, "httpx", None) or _exceptions.httpx2
+    request = http.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    return OddAPIError("weird body", request=request, body=None)
+
+
 def test_unknown_api_error_fails_one_text_not_the_run(monkeypatch):
     from openai.resources.chat import completions as chat_module
 
@@ -315,7 +325,7 @@ def test_unknown_api_error_fails_one_text_not_the_run(monkeypatch):
 
     def create(self, **params):
         if "odd one" in params["messages"][-1]["content"]:
-            raise OddAPIError("weird body", request=None, body=None)
+            raise _odd_error()
         return real(self, **params)
 
     monkeypatch.setattr(chat_module.Completions, "create", create)

@@ -343,6 +343,13 @@ def test_the_student_keeps_the_moving_average_of_its_weights(loss):
     )
 
 
+def test_early_stopping_keeps_its_best_epochs_own_weights():
+    recorder = _step_weights()
+    clf = _fit(validation_fraction=0.25, patience=30, callbacks=[("s", recorder)])
+    for value, last in zip(clf.net_.module_.parameters(), recorder.steps[-1]):
+        torch.testing.assert_close(value.detach(), last)
+
+
 def test_no_averaging_keeps_the_last_steps_weights():
     recorder = _step_weights()
     clf = _fit(ema_decay=0.0, callbacks=[("steps", recorder)])
