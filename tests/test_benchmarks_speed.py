@@ -31,7 +31,8 @@ def _positive(value):
 
 
 @pytest.mark.slow
-def test_student_speed_quick_writes_its_results(tmp_path):
+def test_student_speed_quick_writes_its_results(tmp_path, shared_data):
+    # Its frozen-ratio part reads TREC from the shared data: skip without it.
     done = _run("bench_student_speed.py", "--quick", "--out-dir", str(tmp_path))
     results = json.loads((tmp_path / "student_speed.json").read_text())
     assert results["threads"] == 1
