@@ -199,10 +199,13 @@ def test_quality_rule(n_classes, coverage, candist, expected):
 def test_probe_student_heads_quick(tmp_path, shared_data):
     _run("probe_student_heads.py", tmp_path, "run", "--seeds", "0", "--part", "q")
     rows = json.loads((tmp_path / "student_heads_q.json").read_text())
+    sys.path.insert(0, str(BENCHMARKS))
+    import probe_student_heads
+
+    heads = set(probe_student_heads.HEADS)
+    assert {"default", "linear", "dropout_0.3", "dropout_0.1_no_ema"} <= heads
     assert {(r["setting"], r["head"]) for r in rows} == {
-        (s, h)
-        for s in ("trec", "sms_spam/embedding/weak")
-        for h in ("default", "linear", "dropout_0.3", "separate_means")
+        (s, h) for s in ("trec", "sms_spam/embedding/weak") for h in heads
     }
     for row in rows:
         assert 0.0 <= row["annotation"] <= 1.0 and 0.0 <= row["test"] <= 1.0
