@@ -357,9 +357,10 @@ class _RefineryNet(NeuralNet):
                 self.ema_steps += 1
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
-        # The student keeps the averaged weights (see ``ema_decay``). This runs
-        # before the callbacks' own on_train_end, so early stopping's
-        # load_best still restores its best epoch's weights after it.
+        # The student keeps the averaged weights (see ``ema_decay``; there are
+        # none under validation early stopping, which restores its best epoch
+        # in its own on_train_end, run after this one). An interrupted fit
+        # (Ctrl-C, which skorch catches) passes here too.
         average = self.__dict__.pop("ema_t", None)
         self.__dict__.pop("ema_steps", None)
         if average is not None:
