@@ -342,19 +342,20 @@ class _RefineryNet(NeuralNet):
 
     def on_batch_end(self, net, batch=None, training=None, **kwargs):
         super().on_batch_end(net, batch=batch, training=training, **kwargs)
-        decay = self.refinery.get("ema_decay", 0.0)
+        decay = self.refinery["ema_decay"]
         if training and decay > 0:
             # The exponential moving average of the weights, after each step.
-            # Its decay starts lower, (1 + t) / (10 + t) after t steps, so that
-            # a short run does not keep the untrained weights in its average.
+            # Its decay starts lower, (1 + t) / (10 + t) after t earlier steps
+            # (n_steps counts this one), so that a short run does not keep the
+            # untrained weights in its average.
             params = [p.detach() for p in self.module_.parameters()]
             average = self.__dict__.get("ema_t")
             if average is None:
-                self.ema_t, self.ema_steps = [p.clone() for p in params], 1
+                self.ema_t = [p.clone() for p in params]
             else:
-                decay = min(decay, (1 + self.ema_steps) / (10 + self.ema_steps))
+                t = self.n_steps - 1
+                decay = min(decay, (1 + t) / (10 + t))
                 torch._foreach_lerp_(average, params, 1.0 - decay)
-                self.ema_steps += 1
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         # The student keeps the averaged weights (see ``ema_decay``; there are
@@ -362,7 +363,6 @@ class _RefineryNet(NeuralNet):
         # in its own on_train_end, run after this one). An interrupted fit
         # (Ctrl-C, which skorch catches) passes here too.
         average = self.__dict__.pop("ema_t", None)
-        self.__dict__.pop("ema_steps", None)
         if average is not None:
             with torch.no_grad():
                 for param, value in zip(self.module_.parameters(), average):
