@@ -378,7 +378,7 @@ def table2(dataset, args, log, errors="tfidf", profile="default"):
     runs = {name: [] for name in METHOD_NAMES}
     stats = {"add": [], "all": []}
     dropped_params = {}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         teacher = _teacher_for(train, seed, dataset, args, errors, profile)
         single = teacher["all"][1]
         runs["teacher_single"].append(
@@ -438,6 +438,7 @@ def table2(dataset, args, log, errors="tfidf", profile="default"):
         "methods": summary,
         "runs": runs,
         "dropped_student_params": sorted(dropped_params),
+        "seeds": list(range(args.first_seed, args.first_seed + args.seeds)),
     }
 
 
@@ -820,6 +821,13 @@ def parse_args(argv=None):
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="table 2 runs seeds first-seed .. first-seed + seeds - 1 (one seed per "
+        "process, then `merge` combines them)",
+    )
+    parser.add_argument(
         "--n-train", type=int, default=2000, help="0: the whole training split"
     )
     parser.add_argument("--n-test", type=int, default=500, help="0: the whole split")
@@ -897,6 +905,8 @@ def parse_args(argv=None):
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.n_train, args.n_test = args.n_train or None, args.n_test or None
+    if args.first_seed < 0:
+        parser.error(f"--first-seed must be >= 0, not {args.first_seed}.")
     if args.quick:
         args.n_train, args.n_test, args.seeds = 150, 60, 1
         args.max_epochs = args.max_epochs or 2
@@ -915,21 +925,94 @@ def parse_args(argv=None):
     return args
 
 
+def _result_file(folder):
+    """The one result of a run in ``folder``: ``quality.json``, or the single
+    ``quality_<teacher>[_finetune].json`` there."""
+    folder = Path(folder)
+    if (folder / "quality.json").is_file():
+        return folder / "quality.json"
+    found = sorted(folder.glob("quality_*.json"))
+    if len(found) != 1:
+        raise SystemExit(
+            f"{folder}: expected quality.json or one quality_*.json, found "
+            f"{[f.name for f in found] or 'none'}"
+        )
+    return found[0]
+
+
+def _merge_seeds(mine, theirs, key):
+    """One table-2 entry from two runs of the same setting over other seeds."""
+    seeds = mine.get("seeds"), theirs.get("seeds")
+    if None in seeds or set(seeds[0]) & set(seeds[1]):
+        raise SystemExit(
+            f"{key}: both parts ran it, and their seeds are unknown or overlap "
+            f"({seeds[0]} and {seeds[1]}); merge runs over disjoint seeds only."
+        )
+    for field in ("n_train", "n_test", "n_classes"):
+        if mine[field] != theirs[field]:
+            raise SystemExit(
+                f"{key}: the parts differ in {field} ({mine[field]} vs "
+                f"{theirs[field]})."
+            )
+
+    def joined(a, b):
+        return mean_std(a["values"] + b["values"])
+
+    merged = dict(mine, seeds=seeds[0] + seeds[1])
+    merged["teacher_stats"] = {
+        prompt: {
+            k: joined(v, theirs["teacher_stats"][prompt][k]) for k, v in stats.items()
+        }
+        for prompt, stats in mine["teacher_stats"].items()
+    }
+    merged["runs"] = {
+        name: runs + theirs["runs"].get(name, []) for name, runs in mine["runs"].items()
+    }
+    merged["methods"] = {
+        name: {
+            part: mean_std([r[part] for r in runs if part in r])
+            for part in ("annotation", "test")
+            if any(part in r for r in runs)
+        }
+        for name, runs in merged["runs"].items()
+        if runs
+    }
+    merged["dropped_student_params"] = sorted(
+        set(mine["dropped_student_params"]) | set(theirs["dropped_student_params"])
+    )
+    return merged
+
+
 def merge(folders, out):
-    """Combine the ``quality.json`` of runs over disjoint data sets or parts
-    (e.g. two processes, one per core) into one result in ``out``."""
+    """Combine the results of runs over disjoint data sets, parts or seeds (e.g.
+    two processes, one per core; or one seed per process) into one in ``out``.
+
+    A setting found in several parts is combined seed by seed: every cell is
+    recomputed from the runs of all its seeds, and the rule from those cells.
+    """
     import json
     import shutil
 
-    result = None
+    result, stem = None, None
     for folder in folders:
-        part = json.loads((Path(folder) / "quality.json").read_text("utf-8"))
+        path = _result_file(folder)
+        if stem not in (None, path.stem):
+            raise SystemExit(f"{path}: cannot merge {path.stem} with {stem}.")
+        stem = path.stem
+        part = json.loads(path.read_text("utf-8"))
+        # Runs from before --first-seed existed ran seeds 0 .. seeds - 1.
+        cfg = part.get("config", {})
+        first = cfg.get("first_seed", 0)
+        for res in part.get("table2", {}).values():
+            if "seeds" not in res and isinstance(cfg.get("seeds"), int):
+                res["seeds"] = list(range(first, first + cfg["seeds"]))
         if result is None:
             result = part
             result["merged_from"] = []
             continue
-        for key in ("table2", "rule", "rule_paper"):
-            result.setdefault(key, {}).update(part.get(key, {}))
+        table = result.setdefault("table2", {})
+        for key, res in part.get("table2", {}).items():
+            table[key] = _merge_seeds(table[key], res, key) if key in table else res
         for key in ("ablation", "sweep"):
             if key in part:
                 result[key] = part[key]
@@ -954,17 +1037,21 @@ def merge(folders, out):
     table = dict(sorted(result.get("table2", {}).items(), key=order))
     if table:
         result["table2"] = table
-        for key in ("rule", "rule_paper"):
-            if key in result:
-                result[key] = {k: result[key][k] for k in table if k in result[key]}
+        result["rule"] = {key: rule(res) for key, res in table.items()}
+        result["rule_paper"] = {
+            key: rule(res, "candist_all_paper") for key, res in table.items()
+        }
+        counts = {len(res.get("seeds") or ()) for res in table.values()}
+        if len(counts) == 1 and counts != {0}:
+            result["config"]["seeds"] = counts.pop()
     result["merged_from"] = [str(f) for f in folders]
     result["config"]["datasets"] = sorted(
         {res["dataset"] for res in result.get("table2", {}).values()}
     )
     out.mkdir(parents=True, exist_ok=True)
-    write_json(result, out / "quality.json")
-    write_text(markdown(result), out / "quality.md")
-    print(f"wrote {out / 'quality.json'} and {out / 'quality.md'}")
+    write_json(result, out / f"{stem}.json")
+    write_text(markdown(result), out / f"{stem}.md")
+    print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
     return result
 
 

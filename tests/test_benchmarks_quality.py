@@ -320,3 +320,93 @@ def test_merge_orders_the_settings_whatever_the_order_of_the_parts(tmp_path):
     table = (out / "quality.md").read_text()
     positions = [table.index(f"| {key} |") for key in keys]
     assert positions == sorted(positions)
+
+
+def _seed_part(res, keep):
+    """``res`` (a table-2 entry over seeds 0..n-1) cut down to the seeds ``keep``."""
+    sys.path.insert(0, str(BENCHMARKS))
+    from _common import mean_std
+
+    part = dict(res, seeds=list(keep))
+    part["runs"] = {name: [runs[i] for i in keep] for name, runs in res["runs"].items()}
+    part["methods"] = {
+        name: {k: mean_std([v["values"][i] for i in keep]) for k, v in stat.items()}
+        for name, stat in res["methods"].items()
+    }
+    part["teacher_stats"] = {
+        prompt: {k: mean_std([v["values"][i] for i in keep]) for k, v in stats.items()}
+        for prompt, stats in res["teacher_stats"].items()
+    }
+    return part
+
+
+def test_merge_combines_runs_of_one_setting_over_other_seeds(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_quality as bq
+
+    whole = json.loads((BENCHMARKS / "results" / "quality.json").read_text())
+    key = "banking77"
+    res = whole["table2"][key]
+    n_seeds = len(res["methods"]["candist_all"]["annotation"]["values"])
+    assert n_seeds >= 2
+    # Seed 0 in one process, the others in another; the finetune stem, as the
+    # fine-tuned table is run one seed per process.
+    for name, keep in (("first", [0]), ("rest", range(1, n_seeds))):
+        part = dict(whole, table2={key: _seed_part(res, keep)}, wall_s=1.0)
+        part["config"] = dict(whole["config"], seeds=len(keep), first_seed=keep[0])
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "quality_finetune.json").write_text(json.dumps(part))
+    out = tmp_path / "merged"
+    merged = bq.merge([tmp_path / "first", tmp_path / "rest"], out)
+    got = merged["table2"][key]
+    assert got["seeds"] == list(range(n_seeds))
+    assert merged["config"]["seeds"] == n_seeds
+    for name, summary in res["methods"].items():
+        for part, stat in summary.items():
+            assert got["methods"][name][part]["values"] == stat["values"]
+            assert got["methods"][name][part]["mean"] == pytest.approx(stat["mean"])
+            assert got["methods"][name][part]["std"] == pytest.approx(stat["std"])
+    coverage = got["teacher_stats"]["all"]["coverage"]
+    assert coverage["mean"] == pytest.approx(
+        res["teacher_stats"]["all"]["coverage"]["mean"]
+    )
+    # The rule is recomputed from the combined cells, not taken from a part.
+    assert merged["rule"][key]["annotation"]["margin"] == pytest.approx(
+        whole["rule"][key]["annotation"]["margin"]
+    )
+    assert (out / "quality_finetune.md").is_file()
+    assert f"{n_seeds} seed(s)" in (out / "quality_finetune.md").read_text()
+
+    # The same seed twice is refused, naming the setting.
+    with pytest.raises(SystemExit, match=key):
+        bq.merge([tmp_path / "first", tmp_path / "first"], tmp_path / "again")
+
+
+def test_merge_infers_the_seeds_of_runs_from_before_first_seed(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_quality as bq
+
+    whole = json.loads((BENCHMARKS / "results" / "quality.json").read_text())
+    key = "trec"
+    res = whole["table2"][key]
+    old = _seed_part(res, [0])
+    del old["seeds"]  # written before the seeds were recorded
+    first = dict(whole, table2={key: old})
+    first["config"] = {k: v for k, v in whole["config"].items() if k != "first_seed"}
+    first["config"]["seeds"] = 1
+    rest = dict(whole, table2={key: _seed_part(res, [1])})
+    rest["config"] = dict(whole["config"], seeds=1, first_seed=1)
+    for name, part in (("old", first), ("new", rest)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "quality.json").write_text(json.dumps(part))
+    merged = bq.merge([tmp_path / "old", tmp_path / "new"], tmp_path / "out")
+    assert merged["table2"][key]["seeds"] == [0, 1]
+
+
+def test_first_seed_must_not_be_negative():
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_quality as bq
+
+    assert bq.parse_args(["--first-seed", "2", "--seeds", "1"]).first_seed == 2
+    with pytest.raises(SystemExit):
+        bq.parse_args(["--first-seed", "-1"])
