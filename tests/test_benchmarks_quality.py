@@ -22,7 +22,7 @@ def _run(script, tmp_path, *extra):
         + list(extra),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # a bound against hanging, not a speed check
         env=env,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -213,6 +213,17 @@ def test_probe_student_heads_quick(tmp_path, shared_data):
     table = (tmp_path / "student_heads.md").read_text()
     assert "| trec | 1 |" in table and "| sms_spam/embedding/weak | 1 |" in table
     assert "Settings meeting the rule: default " in table
+
+
+@pytest.mark.slow
+def test_probe_student_heads_runs_only_the_settings_named(tmp_path, shared_data):
+    args = ("run", "--seeds", "0", "--part", "q", "--heads", "default", "linear")
+    _run("probe_student_heads.py", tmp_path, *args, "--settings", "trec")
+    rows = json.loads((tmp_path / "student_heads_q.json").read_text())
+    assert {(r["setting"], r["head"]) for r in rows} == {
+        ("trec", "default"),
+        ("trec", "linear"),
+    }
 
 
 def test_probe_teacher_trust_quick(tmp_path, shared_data):
