@@ -365,6 +365,20 @@ def _sklearn_baselines(single, x_train, x_test, train, test, seed):
     return out
 
 
+def _summarise(runs):
+    """Per method, the mean and spread over the seeds of each accuracy its runs
+    report (annotation, test)."""
+    return {
+        name: {
+            key: mean_std([r[key] for r in results if key in r])
+            for key in ("annotation", "test")
+            if any(key in r for r in results)
+        }
+        for name, results in runs.items()
+        if results
+    }
+
+
 def table2(dataset, args, log, errors="tfidf", profile="default"):
     """All methods on one data set and teacher setting, over the seeds."""
     from skcandist.metrics import candidate_report
@@ -412,15 +426,7 @@ def table2(dataset, args, log, errors="tfidf", profile="default"):
             dropped_params.update(dropped)
             runs[name].append(result)
             log(f"{dataset} seed {seed} {name}: {result}")
-    summary = {}
-    for name, results in runs.items():
-        if not results:
-            continue
-        summary[name] = {
-            key: mean_std([r[key] for r in results if key in r])
-            for key in ("annotation", "test")
-            if any(key in r for r in results)
-        }
+    summary = _summarise(runs)
     return {
         "dataset": dataset,
         "teacher_errors": errors,
@@ -968,15 +974,7 @@ def _merge_seeds(mine, theirs, key):
     merged["runs"] = {
         name: runs + theirs["runs"].get(name, []) for name, runs in mine["runs"].items()
     }
-    merged["methods"] = {
-        name: {
-            part: mean_std([r[part] for r in runs if part in r])
-            for part in ("annotation", "test")
-            if any(part in r for r in runs)
-        }
-        for name, runs in merged["runs"].items()
-        if runs
-    }
+    merged["methods"] = _summarise(merged["runs"])
     merged["dropped_student_params"] = sorted(
         set(mine["dropped_student_params"]) | set(theirs["dropped_student_params"])
     )
