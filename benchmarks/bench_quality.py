@@ -713,12 +713,25 @@ def _verdict(methods):
     return "CanDist ('all') vs the best single-label peer: " + "; ".join(parts) + "."
 
 
+def _seed_counts(result):
+    """The number of seeds of each table-2 entry that records its seeds."""
+    return {
+        key: len(res["seeds"])
+        for key, res in result.get("table2", {}).items()
+        if res.get("seeds")
+    }
+
+
 def markdown(result):
     lines = ["# Annotation quality (benchmarks/bench_quality.py)", ""]
     cfg = result["config"]
+    # A merge of runs over other seeds may leave the settings with different
+    # numbers of seeds; each section then says its own.
+    mixed = len(set(_seed_counts(result).values())) > 1
+    seeds = "seeds per data set in each section" if mixed else f"{cfg['seeds']} seed(s)"
     lines += [
         f"Teacher: `{cfg['teacher']}`; student: `{result['student']}`; "
-        f"{cfg['seeds']} seed(s); "
+        f"{seeds}; "
         f"{'fine-tuned' if cfg.get('finetune') else 'frozen'} "
         f"{cfg.get('encoder') or 'MiniLM'}; "
         f"max_epochs={cfg['max_epochs'] or 'default'}. "
@@ -733,9 +746,14 @@ def markdown(result):
     teacher = "Simulated teacher" if cfg["teacher"] == "sim" else "Teacher"
     lines += rule_table(result)
     for dataset, res in result.get("table2", {}).items():
+        seeds = (
+            ", seeds " + ", ".join(str(seed) for seed in res["seeds"])
+            if mixed and res.get("seeds")
+            else ""
+        )
         lines += [
             f"## {dataset} (train {res['n_train']}, test {res['n_test']}, "
-            f"{res['n_classes']} classes)",
+            f"{res['n_classes']} classes{seeds})",
             "",
             f"{teacher} statistics (training texts): "
             + "; ".join(

@@ -414,6 +414,32 @@ def test_merge_infers_the_seeds_of_runs_from_before_first_seed(tmp_path):
     assert merged["table2"][key]["seeds"] == [0, 1]
 
 
+def test_merge_of_settings_with_different_seed_counts_says_each_ones_seeds(
+    tmp_path,
+):
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_quality as bq
+
+    whole = json.loads((BENCHMARKS / "results" / "quality.json").read_text())
+    # TREC over seeds 0 and 1 (two processes), Banking77 over seed 0 alone.
+    parts = {
+        "trec_s0": ("trec", [0]),
+        "trec_s1": ("trec", [1]),
+        "banking77_s0": ("banking77", [0]),
+    }
+    for name, (key, keep) in parts.items():
+        part = dict(whole, table2={key: _seed_part(whole["table2"][key], keep)})
+        part["config"] = dict(whole["config"], seeds=1, first_seed=keep[0])
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "quality.json").write_text(json.dumps(part))
+    bq.merge([tmp_path / name for name in parts], tmp_path / "out")
+    table = (tmp_path / "out" / "quality.md").read_text()
+    assert "1 seed(s)" not in table and "2 seed(s)" not in table
+    assert "seeds per data set" in table
+    assert "## trec (train 2000, test 500, 6 classes, seeds 0, 1)" in table
+    assert "## banking77 (train 2000, test 1000, 77 classes, seeds 0)" in table
+
+
 def test_first_seed_must_not_be_negative():
     sys.path.insert(0, str(BENCHMARKS))
     import bench_quality as bq
