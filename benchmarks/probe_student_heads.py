@@ -50,6 +50,11 @@ HEADS = {
     # A linear head trained faster: is the linear head's edge on the weak
     # binary teachers its capacity or its being stopped short of convergence?
     "linear_lr_0.01": {"hidden_size": 0, "lr": 0.01},
+    # Components of the refinery switched off one at a time: does one of them
+    # cost the binary settings without paying on the multi-class ones?
+    "no_mixup": {"mixup": False},
+    "no_consistency": {"consistency": False},
+    "no_filter": {"filter_out_of_candidate": False},
 }
 SETTINGS = [
     (dataset, errors, profile)
