@@ -146,7 +146,8 @@ def table(out):
         "",
         "CanDist on 'all' sets, defaults except the head; margins in points over "
         "the best single-label peer (annotation: teacher, LR, cleanlab; test: LR, "
-        "cleanlab), mean over the seeds shown. A cell meets the quality rule at "
+        "cleanlab), mean over the seeds shown (a cell names its own where its head "
+        "ran fewer). A cell meets the quality rule at "
         ">= -0.5 | -0.5, or >= +2 | +1 where the sets carry information "
         "(trec and banking77 here).",
         "",
@@ -171,7 +172,16 @@ def table(out):
             passed[head] += ok
             sums[head][0] += ann
             sums[head][1] += test
-            cells.append(f"{ann:+.2f} \\| {test:+.2f}{'' if ok else ' (fails)'}")
+            # A head that ran fewer seeds than the row's count says how many.
+            fewer = len(mine) < len(seeds)
+            cells.append(
+                f"{ann:+.2f} \\| {test:+.2f}{'' if ok else ' (fails)'}"
+                + (
+                    f" ({len(mine)} seed{'s' if len(mine) > 1 else ''})"
+                    if fewer
+                    else ""
+                )
+            )
         lines.append(f"| {key} | {len(seeds)} | " + " | ".join(cells) + " |")
     lines += ["", "Settings meeting the rule: " + ", ".join(
         f"{head} {passed[head]}/{len(settings)}" for head in heads

@@ -226,6 +226,36 @@ def test_probe_student_heads_runs_only_the_settings_named(tmp_path, shared_data)
     }
 
 
+def test_probe_student_heads_table_names_the_seeds_of_a_head_that_ran_fewer(
+    tmp_path,
+):
+    sys.path.insert(0, str(BENCHMARKS))
+    import probe_student_heads
+
+    def row(seed, head, margin):
+        return {
+            "setting": "sst2",
+            "seed": seed,
+            "head": head,
+            "margin_annotation": margin,
+            "margin_test": margin,
+        }
+
+    # The default over seeds 0-2 (two parts), the linear head over seed 0 only.
+    parts = {
+        "a": [row(0, "default", 1.0), row(0, "linear", -1.0)],
+        "b": [row(1, "default", 2.0), row(2, "default", 3.0)],
+    }
+    for part, rows in parts.items():
+        (tmp_path / f"student_heads_{part}.json").write_text(json.dumps(rows))
+    probe_student_heads.table(tmp_path)
+    table = (tmp_path / "student_heads.md").read_text()
+    line = next(x for x in table.splitlines() if x.startswith("| sst2 |"))
+    assert line == (
+        "| sst2 | 3 | +2.00 \\| +2.00 | -1.00 \\| -1.00 (fails) (1 seed) |"
+    )
+
+
 def test_probe_teacher_trust_quick(tmp_path, shared_data):
     _run("probe_teacher_trust.py", tmp_path, "--seeds", "0")
     rows = json.loads((tmp_path / "teacher_trust.json").read_text())
