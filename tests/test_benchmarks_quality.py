@@ -251,9 +251,7 @@ def test_probe_student_heads_table_names_the_seeds_of_a_head_that_ran_fewer(
     probe_student_heads.table(tmp_path)
     table = (tmp_path / "student_heads.md").read_text()
     line = next(x for x in table.splitlines() if x.startswith("| sst2 |"))
-    assert line == (
-        "| sst2 | 3 | +2.00 \\| +2.00 | -1.00 \\| -1.00 (fails) (1 seed) |"
-    )
+    assert line == "| sst2 | 3 | +2.00 \\| +2.00 | -1.00 \\| -1.00 (fails) (1 seed) |"
 
 
 def test_probe_teacher_trust_quick(tmp_path, shared_data):
