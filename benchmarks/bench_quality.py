@@ -713,13 +713,10 @@ def _verdict(methods):
     return "CanDist ('all') vs the best single-label peer: " + "; ".join(parts) + "."
 
 
-def _seed_counts(result):
-    """The number of seeds of each table-2 entry that records its seeds."""
-    return {
-        key: len(res["seeds"])
-        for key, res in result.get("table2", {}).items()
-        if res.get("seeds")
-    }
+def _seed_counts(table):
+    """The numbers of seeds the table-2 entries ran (0 for an entry that does
+    not record its seeds)."""
+    return {len(res.get("seeds") or ()) for res in table.values()}
 
 
 def markdown(result):
@@ -727,7 +724,7 @@ def markdown(result):
     cfg = result["config"]
     # A merge of runs over other seeds may leave the settings with different
     # numbers of seeds; each section then says its own.
-    mixed = len(set(_seed_counts(result).values())) > 1
+    mixed = len(_seed_counts(result.get("table2", {})) - {0}) > 1
     seeds = "seeds per data set in each section" if mixed else f"{cfg['seeds']} seed(s)"
     lines += [
         f"Teacher: `{cfg['teacher']}`; student: `{result['student']}`; "
@@ -746,14 +743,14 @@ def markdown(result):
     teacher = "Simulated teacher" if cfg["teacher"] == "sim" else "Teacher"
     lines += rule_table(result)
     for dataset, res in result.get("table2", {}).items():
-        seeds = (
+        seed_note = (
             ", seeds " + ", ".join(str(seed) for seed in res["seeds"])
             if mixed and res.get("seeds")
             else ""
         )
         lines += [
             f"## {dataset} (train {res['n_train']}, test {res['n_test']}, "
-            f"{res['n_classes']} classes{seeds})",
+            f"{res['n_classes']} classes{seed_note})",
             "",
             f"{teacher} statistics (training texts): "
             + "; ".join(
@@ -1057,7 +1054,7 @@ def merge(folders, out):
         result["rule_paper"] = {
             key: rule(res, "candist_all_paper") for key, res in table.items()
         }
-        counts = {len(res.get("seeds") or ()) for res in table.values()}
+        counts = _seed_counts(table)
         if len(counts) == 1 and counts != {0}:
             result["config"]["seeds"] = counts.pop()
     result["merged_from"] = [str(f) for f in folders]

@@ -173,15 +173,9 @@ def table(out):
             sums[head][0] += ann
             sums[head][1] += test
             # A head that ran fewer seeds than the row's count says how many.
-            fewer = len(mine) < len(seeds)
-            cells.append(
-                f"{ann:+.2f} \\| {test:+.2f}{'' if ok else ' (fails)'}"
-                + (
-                    f" ({len(mine)} seed{'s' if len(mine) > 1 else ''})"
-                    if fewer
-                    else ""
-                )
-            )
+            n = len(mine)
+            fewer = f" ({n} seed{'s' if n > 1 else ''})" if n < len(seeds) else ""
+            cells.append(f"{ann:+.2f} \\| {test:+.2f}{'' if ok else ' (fails)'}{fewer}")
         lines.append(f"| {key} | {len(seeds)} | " + " | ".join(cells) + " |")
     lines += ["", "Settings meeting the rule: " + ", ".join(
         f"{head} {passed[head]}/{len(settings)}" for head in heads
